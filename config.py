@@ -1,0 +1,143 @@
+"""Every hyper-parameter of the project, per network and per training mode.
+
+``NETWORKS`` describes the detectors (backbone, channels, activation, anchors);
+``TRAINING`` the recipes of the paper and the public code. ``build_config`` merges
+them for one run and applies command-line overrides, so scripts never hard-code values.
+"""
+import copy
+
+ANCHORS = dict(
+    min_sizes=[[16, 32], [64, 128], [256, 512]],
+    steps=[8, 16, 32],
+    variance=[0.1, 0.2],
+    clip=False,
+)
+
+NETWORKS = {
+    # RetinaFace-MobileNet0.25: the student.
+    "mobile0.25": dict(
+        backbone="mobilenet",
+        width_mult=0.25,
+        return_layers={"stage1": 1, "stage2": 2, "stage3": 3},
+        in_channels=[64, 128, 256],
+        out_channel=64,
+        backbone_weights="weights/mobilenetV1X0.25_pretrain.tar",
+        **ANCHORS,
+    ),
+    # RetinaFace-MobileNet0.75: the public TDKD code's teacher.
+    "mobile0.75": dict(
+        backbone="mobilenet",
+        width_mult=0.75,
+        return_layers={"stage1": 1, "stage2": 2, "stage3": 3},
+        in_channels=[192, 384, 768],
+        out_channel=64,
+        backbone_weights=None,
+        **ANCHORS,
+    ),
+    # RetinaFace-ResNet50: the project's default teacher.
+    "resnet50": dict(
+        backbone="resnet50",
+        return_layers={"layer2": 1, "layer3": 2, "layer4": 3},
+        in_channels=[512, 1024, 2048],
+        out_channel=256,
+        backbone_weights="weights/resnet50-0676ba61.pth",
+        **ANCHORS,
+    ),
+}
+
+# Activation of backbone, FPN and SSH. The TDKD checkpoints use plain ReLU; the older
+# RetinaFace checkpoints use LeakyReLU(0.1) (backbone, and FPN/SSH when C <= 64).
+ACTIVATIONS = ("relu", "leaky")
+DEFAULT_ACTIVATION = "relu"
+
+COMMON = dict(
+    momentum=0.9,
+    weight_decay=5e-4,
+    gamma=0.1,
+    rgb_mean=[104, 117, 123],
+    overlap_threshold=0.35,
+    negpos_ratio=7,
+    num_workers=4,
+    seed=0,
+    save_interval=10,
+    # Loss weights: total = sum(weight[name] * loss[name]).
+    loss_weights=dict(loc=2.0, conf=1.0, landm=1.0),
+)
+
+_FROM_SCRATCH = dict(batch_size=32, lr=1e-3, max_epoch=250, milestones=[190, 220], img_dim=640)
+
+TRAINING = {
+    "student": dict(_FROM_SCRATCH),
+    "teacher": {
+        "resnet50": dict(batch_size=24, lr=1e-3, max_epoch=100, milestones=[70, 90], img_dim=840),
+        "mobile0.75": dict(_FROM_SCRATCH),
+        "mobile0.25": dict(_FROM_SCRATCH),
+    },
+    "distillation": dict(
+        batch_size=32,
+        lr=0.02,
+        max_epoch=80,
+        milestones=[55, 68],
+        img_dim=640,
+        distill_negpos_ratio=3,
+        probability_range=[0.1, 0.9],
+        loss_weights=dict(loc=2.0, conf=1.0, landm=1.0, feature=1.0, probability=50.0),
+    ),
+}
+
+DEFAULT_NETWORK = {"student": "mobile0.25", "teacher": "resnet50", "distillation": "mobile0.25"}
+DEFAULT_TEACHER = "resnet50"
+
+
+def network_config(name, activation=None):
+    """The settings of one detector, with its activation resolved."""
+    if name not in NETWORKS:
+        raise KeyError(f"unknown network '{name}': choose one of {sorted(NETWORKS)}")
+    activation = activation or DEFAULT_ACTIVATION
+    if activation not in ACTIVATIONS:
+        raise KeyError(f"unknown activation '{activation}': choose one of {list(ACTIVATIONS)}")
+    cfg = copy.deepcopy(NETWORKS[name])
+    cfg.update(name=name, activation=activation)
+    return cfg
+
+
+def training_config(mode, network):
+    """The training recipe of ``mode`` for ``network`` (common settings included)."""
+    if mode not in TRAINING:
+        raise KeyError(f"unknown mode '{mode}': choose one of {sorted(TRAINING)}")
+    recipe = TRAINING[mode]
+    if mode == "teacher":
+        recipe = recipe.get(network, _FROM_SCRATCH)
+    cfg = copy.deepcopy(COMMON)
+    cfg.update(copy.deepcopy(recipe))
+    return cfg
+
+
+def apply_overrides(cfg, overrides):
+    """Set ``key=value`` strings (``loss_weights.feature=2``) in ``cfg``, typed like the defaults."""
+    for item in overrides or []:
+        if "=" not in item:
+            raise ValueError(f"override '{item}' is not of the form key=value")
+        key, raw = item.split("=", 1)
+        target, parts = cfg, key.split(".")
+        for part in parts[:-1]:
+            target = target[part]
+        leaf = parts[-1]
+        if leaf not in target:
+            raise KeyError(f"override '{key}': no such setting (known: {sorted(target)})")
+        target[leaf] = _parse_like(raw, target[leaf])
+    return cfg
+
+
+def _parse_like(raw, default):
+    if isinstance(default, bool):
+        return raw.lower() in ("1", "true", "yes")
+    if isinstance(default, (list, tuple)):
+        items = [s for s in raw.strip("[]()").split(",") if s.strip()]
+        kind = type(default[0]) if default else float
+        if kind is list:
+            raise ValueError("nested lists cannot be overridden from the command line")
+        return [kind(s) for s in items]
+    if default is None:
+        return raw
+    return type(default)(raw)

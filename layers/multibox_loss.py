@@ -1,0 +1,72 @@
+"""RetinaFace's MultiBoxLoss with hard negative mining (SPEC section 4)."""
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .matching import match_priors
+
+
+@dataclass
+class MatchResult:
+    """What the distiller needs from the loss: positives and the hard-negative ranking."""
+
+    positives: torch.Tensor  # [B, A] bool, priors matched to any face
+    negative_rank: torch.Tensor  # [B, A] rank of each prior's background loss (0 = hardest)
+    num_positives: torch.Tensor  # [B, 1]
+
+    def hard_negatives(self, negpos_ratio):
+        """Priors among the ``negpos_ratio`` x positives hardest negatives of their image."""
+        limit = torch.clamp(negpos_ratio * self.num_positives, max=self.positives.shape[1] - 1)
+        return self.negative_rank < limit
+
+
+class MultiBoxLoss(nn.Module):
+    """Smooth-L1 box and landmark losses and mined cross-entropy.
+
+    Returns ``({'loc', 'conf', 'landm'}, MatchResult)``. Box and class terms are divided by the
+    number of positives, the landmark term by the number of positives with landmarks.
+    """
+
+    def __init__(self, overlap_threshold=0.35, negpos_ratio=7, variance=(0.1, 0.2)):
+        super().__init__()
+        self.threshold = overlap_threshold
+        self.negpos_ratio = negpos_ratio
+        self.variance = variance
+
+    @torch.no_grad()
+    def build_targets(self, priors, targets):
+        """Encode every image's faces against the priors: loc [B,A,4], conf [B,A], landm [B,A,10]."""
+        matched = [
+            match_priors(t[:, :4], t[:, -1], t[:, 4:14], priors, self.threshold, self.variance)
+            for t in targets
+        ]
+        loc_t, conf_t, landm_t = (torch.stack(parts) for parts in zip(*matched))
+        return loc_t, conf_t.long(), landm_t
+
+    def forward(self, outputs, priors, targets):
+        loc_data, conf_data, landm_data = outputs["loc"], outputs["conf"], outputs["landms"]
+        device = loc_data.device
+        loc_t, conf_t, landm_t = self.build_targets(priors.to(device), [t.to(device) for t in targets])
+
+        with_landmarks = conf_t > 0
+        num_landm = max(with_landmarks.sum().item(), 1)
+        loss_landm = F.smooth_l1_loss(landm_data[with_landmarks], landm_t[with_landmarks], reduction="sum")
+
+        pos = conf_t != 0
+        conf_t[pos] = 1
+        loss_loc = F.smooth_l1_loss(loc_data[pos], loc_t[pos], reduction="sum")
+
+        with torch.no_grad():
+            background_loss = torch.logsumexp(conf_data, dim=-1) - conf_data.gather(2, conf_t.unsqueeze(2)).squeeze(2)
+            background_loss[pos] = 0
+            _, loss_idx = background_loss.sort(1, descending=True)
+            _, negative_rank = loss_idx.sort(1)
+        match = MatchResult(pos, negative_rank, pos.long().sum(1, keepdim=True))
+        selected = pos | match.hard_negatives(self.negpos_ratio)
+        loss_conf = F.cross_entropy(conf_data[selected], conf_t[selected], reduction="sum")
+
+        num_pos = max(pos.sum().item(), 1)
+        losses = dict(loc=loss_loc / num_pos, conf=loss_conf / num_pos, landm=loss_landm / num_landm)
+        return losses, match

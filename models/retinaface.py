@@ -1,0 +1,71 @@
+"""RetinaFace: backbone -> FPN -> SSH per level -> class / box / landmark heads."""
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .backbone import build_backbone
+from .heads import make_heads
+from .neck import FPN, SSH
+
+NUM_ANCHORS = 2
+NUM_LEVELS = 3
+
+
+class RetinaFace(nn.Module):
+    """RetinaFace detector.
+
+    ``forward`` returns a dict: ``loc`` [B, A, 4], ``conf`` logits [B, A, 2], ``landms``
+    [B, A, 10], ``features`` (per-level SSH outputs) and, for a teacher built with
+    ``task_heads=True``, ``cls_features`` / ``reg_features`` (per-level task features).
+    ``predict`` returns the deployable ``(loc, softmax scores, landms)``.
+    """
+
+    def __init__(self, cfg, task_heads=False, backbone_weights=None):
+        super().__init__()
+        channels = cfg["out_channel"]
+        self.task_heads = task_heads
+        self.body = build_backbone(cfg, backbone_weights)
+        self.fpn = FPN(cfg["in_channels"], channels, cfg["activation"])
+        self.ssh1 = SSH(channels, channels, cfg["activation"])
+        self.ssh2 = SSH(channels, channels, cfg["activation"])
+        self.ssh3 = SSH(channels, channels, cfg["activation"])
+        self.ClassHead = make_heads(NUM_LEVELS, channels, NUM_ANCHORS, 2, task_heads)
+        self.BboxHead = make_heads(NUM_LEVELS, channels, NUM_ANCHORS, 4, task_heads)
+        self.LandmarkHead = make_heads(NUM_LEVELS, channels, NUM_ANCHORS, 10)
+
+    def forward(self, images):
+        maps = list(self.body(images).values())
+        fpn = self.fpn(maps)
+        features = [self.ssh1(fpn[0]), self.ssh2(fpn[1]), self.ssh3(fpn[2])]
+        conf, cls_features = _run_heads(self.ClassHead, features)
+        loc, reg_features = _run_heads(self.BboxHead, features)
+        landms, _ = _run_heads(self.LandmarkHead, features)
+        out = dict(loc=loc, conf=conf, landms=landms, features=features)
+        if self.task_heads:
+            out.update(cls_features=cls_features, reg_features=reg_features)
+        return out
+
+    def predict(self, images):
+        out = self.forward(images)
+        return out["loc"], F.softmax(out["conf"], dim=-1), out["landms"]
+
+
+def _run_heads(heads, features):
+    outputs = [head(feature) for head, feature in zip(heads, features)]
+    return torch.cat([pred for pred, _ in outputs], dim=1), [feat for _, feat in outputs]
+
+
+class DeployableRetinaFace(nn.Module):
+    """Wraps a RetinaFace so that ``forward`` gives ``(loc, scores, landms)`` (export, tools)."""
+
+    def __init__(self, model):
+        super().__init__()
+        self.model = model
+
+    def forward(self, images):
+        return self.model.predict(images)
+
+
+def build_model(cfg, task_heads=False, backbone_weights=None):
+    """RetinaFace for the network settings ``cfg`` (see ``config.network_config``)."""
+    return RetinaFace(cfg, task_heads=task_heads, backbone_weights=backbone_weights)

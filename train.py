@@ -1,0 +1,281 @@
+"""Train a RetinaFace teacher, a student alone, or a student distilled with TDKD.
+
+    python train.py --mode student --training_dataset data/widerface/train/label.txt
+    python train.py --mode teacher --network resnet50 --backbone_weights weights/resnet50-0676ba61.pth
+    python train.py --mode distillation --teacher_network resnet50 \
+        --teacher_weights weights/resnet50_Final.pth --resume_net weights/mobile0.25_Final.pth
+    torchrun --nproc_per_node=8 train.py --mode distillation ...
+
+Every hyper-parameter comes from ``config.py`` and can be overridden here (``--set KEY=VALUE``
+for the ones without a flag of their own).
+"""
+import argparse
+import json
+import os
+import sys
+import time
+from contextlib import nullcontext
+
+import torch
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DataLoader, DistributedSampler
+from tqdm import tqdm
+
+import config
+from data import TrainTransform, WiderFaceDetection, detection_collate
+from layers import MultiBoxLoss, TaskDecoupledDistiller, level_shapes, prior_boxes
+from models import build_model
+from models.backbone import resolve_backbone_weights
+from utils.checkpoint import load_state, load_training_checkpoint, load_weights, save_atomic
+from utils.distributed import all_ranks_agree, cleanup_distributed, init_distributed
+from utils.errors import TDKDError
+from utils.logger import CSVLogger
+
+RECIPE_FLAGS = ("batch_size", "img_dim", "lr", "max_epoch", "num_workers", "momentum",
+                "weight_decay", "gamma", "milestones", "seed", "save_interval")
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--mode", choices=sorted(config.TRAINING), default="student")
+    p.add_argument("--network", choices=sorted(config.NETWORKS), help="network to train (default: mobile0.25; resnet50 in teacher mode)")
+    p.add_argument("--activation", choices=config.ACTIVATIONS, help="activation of the trained network (default relu)")
+    p.add_argument("--teacher_network", choices=sorted(config.NETWORKS), default=config.DEFAULT_TEACHER)
+    p.add_argument("--teacher_activation", choices=config.ACTIVATIONS)
+    p.add_argument("--teacher_weights", help="trained teacher (distillation mode)")
+    p.add_argument("--training_dataset", default="./data/widerface/train/label.txt")
+    p.add_argument("--backbone_weights", help="ImageNet weights of the backbone (local file)")
+    p.add_argument("--resume_net", help="initial weights of the trained network (plain state dict)")
+    p.add_argument("--resume", help="full training checkpoint to continue from")
+    p.add_argument("--save_folder", default="./weights/")
+    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    p.add_argument("--amp", action="store_true", help="mixed precision (float16 on CUDA, bfloat16 on CPU)")
+    p.add_argument("--max_iter", type=int, help="stop after this many iterations (smoke tests, benchmarks)")
+    p.add_argument("--batch_size", type=int, help="global batch, split over the processes")
+    p.add_argument("--img_dim", type=int)
+    p.add_argument("--lr", "--learning_rate", dest="lr", type=float)
+    p.add_argument("--max_epoch", type=int)
+    p.add_argument("--milestones", type=int, nargs="+", help="epochs where the lr is multiplied by gamma")
+    p.add_argument("--num_workers", type=int)
+    p.add_argument("--momentum", type=float)
+    p.add_argument("--weight_decay", type=float)
+    p.add_argument("--gamma", type=float)
+    p.add_argument("--seed", type=int)
+    p.add_argument("--save_interval", type=int, help="write a resumable checkpoint every N epochs")
+    p.add_argument("--set", nargs="+", default=[], metavar="KEY=VALUE",
+                   help="override any other setting of config.py, e.g. loss_weights.probability=25")
+    return p.parse_args(argv)
+
+
+def build_run_config(args):
+    """Network settings and training recipe for this run, with every override applied."""
+    network = args.network or config.DEFAULT_NETWORK[args.mode]
+    cfg = config.training_config(args.mode, network)
+    for name in RECIPE_FLAGS:
+        if getattr(args, name) is not None:
+            cfg[name] = getattr(args, name)
+    try:
+        config.apply_overrides(cfg, args.set)
+    except (KeyError, ValueError) as exc:
+        raise TDKDError(f"--set: {exc}") from None
+    net_cfg = config.network_config(network, args.activation)
+    return net_cfg, cfg
+
+
+class Trainer:
+    """Owns the models, optimiser and data of one run; ``fit`` trains and writes weights."""
+
+    def __init__(self, args, ctx):
+        self.args, self.ctx = args, ctx
+        self.net_cfg, self.cfg = build_run_config(args)
+        self.mode = args.mode
+        if self.cfg["batch_size"] % ctx.world_size:
+            raise TDKDError(f"--batch_size {self.cfg['batch_size']} is not divisible by {ctx.world_size} processes")
+        torch.manual_seed(self.cfg["seed"])
+        self.teacher = self._build_teacher() if self.mode == "distillation" else None
+        self.model = self._build_model().to(ctx.device)
+        self.distiller = self._build_distiller()
+        params = list(self.model.parameters()) + (list(self.distiller.parameters()) if self.distiller else [])
+        self.optimizer = torch.optim.SGD(params, lr=self.cfg["lr"], momentum=self.cfg["momentum"],
+                                         weight_decay=self.cfg["weight_decay"])
+        self.scheduler = torch.optim.lr_scheduler.MultiStepLR(self.optimizer, self.cfg["milestones"], self.cfg["gamma"])
+        self.start_epoch, self.iteration = 0, 0
+        if args.resume:
+            self._restore(args.resume)
+        self.dataset, self.sampler, self.loader = self._build_data()
+        self.criterion = MultiBoxLoss(self.cfg["overlap_threshold"], self.cfg["negpos_ratio"], self.net_cfg["variance"])
+        size = (self.cfg["img_dim"], self.cfg["img_dim"])
+        self.priors = prior_boxes(self.net_cfg, size).to(ctx.device)
+        self.shapes = level_shapes(self.net_cfg, size)
+        amp_dtype = torch.float16 if ctx.device.type == "cuda" else torch.bfloat16
+        self.autocast = (lambda: torch.autocast(ctx.device.type, dtype=amp_dtype)) if args.amp else nullcontext
+        self.scaler = torch.amp.GradScaler("cuda", enabled=args.amp and ctx.device.type == "cuda")
+        self.train_model = self._wrap(self.model)
+        self.train_distiller = self._wrap(self.distiller) if self.distiller else None
+        self.logger = CSVLogger(self._path("train_log.csv"), self.start_epoch if args.resume else None) if ctx.is_main else None
+
+    def _build_model(self):
+        if self.args.resume_net:
+            model = build_model(self.net_cfg, task_heads=self.mode == "teacher")
+            return load_weights(model, self.args.resume_net)
+        weights = resolve_backbone_weights(self.net_cfg, self.args.backbone_weights)
+        return build_model(self.net_cfg, task_heads=self.mode == "teacher", backbone_weights=weights)
+
+    def _build_teacher(self):
+        if not self.args.teacher_weights:
+            raise TDKDError("--mode distillation needs --teacher_weights PATH (a teacher trained with --mode teacher)")
+        teacher_cfg = config.network_config(self.args.teacher_network, self.args.teacher_activation)
+        teacher = load_weights(build_model(teacher_cfg, task_heads=True), self.args.teacher_weights)
+        self.teacher_cfg = teacher_cfg
+        return teacher.to(self.ctx.device).eval().requires_grad_(False)
+
+    def _build_distiller(self):
+        if self.teacher is None:
+            return None
+        distiller = TaskDecoupledDistiller(
+            self.net_cfg["out_channel"], self.teacher_cfg["out_channel"],
+            negpos_ratio=self.cfg["distill_negpos_ratio"], probability_range=self.cfg["probability_range"],
+        )
+        return distiller.to(self.ctx.device)
+
+    def _build_data(self):
+        dataset = WiderFaceDetection(self.args.training_dataset, TrainTransform(self.cfg["img_dim"], self.cfg["rgb_mean"]),
+                                     seed=self.cfg["seed"])
+        sampler = DistributedSampler(dataset, num_replicas=self.ctx.world_size, rank=self.ctx.rank,
+                                     shuffle=True, seed=self.cfg["seed"])
+        loader = DataLoader(dataset, batch_size=self.cfg["batch_size"] // self.ctx.world_size, sampler=sampler,
+                            num_workers=self.cfg["num_workers"], collate_fn=detection_collate,
+                            pin_memory=self.ctx.device.type == "cuda", persistent_workers=self.cfg["num_workers"] > 0)
+        return dataset, sampler, loader
+
+    def _wrap(self, module):
+        if not self.ctx.distributed:
+            return module
+        device_ids = [self.ctx.device.index] if self.ctx.device.type == "cuda" else None
+        return DistributedDataParallel(module, device_ids=device_ids)
+
+    def _path(self, name):
+        return os.path.join(self.args.save_folder, name)
+
+    def _restore(self, path):
+        state = load_training_checkpoint(path)
+        if (state["mode"], state["network"]) != (self.mode, self.net_cfg["name"]):
+            raise TDKDError(f"{path}: checkpoint of --mode {state['mode']} --network {state['network']}, "
+                            f"not of --mode {self.mode} --network {self.net_cfg['name']}")
+        load_state(self.model, state["model"], path)
+        if self.distiller is not None:
+            load_state(self.distiller, state["distiller"], path)
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.start_epoch, self.iteration = state["epoch"], state["iteration"]
+        torch.set_rng_state(state["torch_rng"])
+
+    def _checkpoint(self, epoch):
+        state = dict(
+            mode=self.mode, network=self.net_cfg["name"], activation=self.net_cfg["activation"],
+            model=self.model.state_dict(), optimizer=self.optimizer.state_dict(),
+            scheduler=self.scheduler.state_dict(), epoch=epoch, iteration=self.iteration,
+            torch_rng=torch.get_rng_state(), config=json.dumps(self.cfg),
+        )
+        if self.distiller is not None:
+            state["distiller"] = self.distiller.state_dict()
+        return state
+
+    def fit(self):
+        """Train from ``start_epoch`` to ``max_epoch``; returns the trained (unwrapped) model."""
+        for epoch in range(self.start_epoch, self.cfg["max_epoch"]):
+            finished = self._train_epoch(epoch)
+            self.scheduler.step()
+            if self.ctx.is_main:
+                self._save_epoch(epoch + 1)
+            if finished:
+                break
+        if self.ctx.is_main:
+            self._save_final()
+        return self.model
+
+    def _train_epoch(self, epoch):
+        self.model.train()
+        self.sampler.set_epoch(epoch)
+        self.dataset.set_epoch(epoch)
+        bar = tqdm(self.loader, desc=f"{self.mode} epoch {epoch + 1}/{self.cfg['max_epoch']}",
+                   disable=not self.ctx.is_main, dynamic_ncols=True)
+        for images, targets in bar:
+            start = time.perf_counter()
+            losses = self._step(images, targets)
+            self.iteration += 1
+            if self.ctx.is_main:
+                row = dict(epoch=epoch, iteration=self.iteration, lr=self.optimizer.param_groups[0]["lr"],
+                           **{k: v.item() for k, v in losses.items()}, seconds=time.perf_counter() - start)
+                self.logger.log(row)
+                bar.set_postfix({k: f"{v.item():.3f}" for k, v in losses.items()})
+            if self.args.max_iter and self.iteration >= self.args.max_iter:
+                return True
+        return False
+
+    def _step(self, images, targets):
+        device = self.ctx.device
+        images = images.to(device, non_blocking=True)
+        targets = [t.to(device) for t in targets]
+        with self.autocast():
+            outputs = self.train_model(images)
+            if self.teacher is not None:
+                with torch.no_grad():
+                    teacher_outputs = self.teacher(images)
+        outputs = _to_float(outputs)
+        losses, match = self.criterion(outputs, self.priors, targets)
+        if self.teacher is not None:
+            losses.update(self.train_distiller(outputs, _to_float(teacher_outputs), match, self.shapes))
+        weights = self.cfg["loss_weights"]
+        total = sum(weights[name] * value for name, value in losses.items())
+        losses["total"] = total
+        if not all_ranks_agree(self.ctx, torch.isfinite(total).item()):
+            terms = ", ".join(f"{k}={v.item():.6g}" for k, v in losses.items())
+            raise TDKDError(f"non-finite loss at iteration {self.iteration + 1} ({terms}); training stopped, "
+                            f"the last good checkpoint (if any) is {self._path('checkpoint_last.pth')}")
+        self.optimizer.zero_grad(set_to_none=True)
+        self.scaler.scale(total).backward()
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        return {k: v.detach() for k, v in losses.items()}
+
+    def _save_epoch(self, epoch):
+        state = self._checkpoint(epoch)
+        save_atomic(state, self._path("checkpoint_last.pth"))
+        if epoch % self.cfg["save_interval"] == 0 or epoch == self.cfg["max_epoch"]:
+            save_atomic(state, self._path(f"{self.net_cfg['name']}_epoch_{epoch}.pth"))
+
+    def _save_final(self):
+        name = self.net_cfg["name"]
+        save_atomic(self.model.state_dict(), self._path(f"{name}_Final.pth"))
+        meta = dict(network=name, activation=self.net_cfg["activation"], task_heads=self.mode == "teacher", mode=self.mode)
+        with open(self._path(f"{name}_Final.json"), "w") as handle:
+            json.dump(meta, handle, indent=2)
+
+
+def _to_float(outputs):
+    return {k: ([t.float() for t in v] if isinstance(v, list) else v.float()) for k, v in outputs.items()}
+
+
+def run(args):
+    """Train as ``args`` says; returns the trained model (each rank its own copy)."""
+    ctx = init_distributed(args.device)
+    try:
+        if ctx.is_main:
+            os.makedirs(args.save_folder, exist_ok=True)
+        return Trainer(args, ctx).fit()
+    finally:
+        cleanup_distributed(ctx)
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    try:
+        run(args)
+    except TDKDError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,110 @@
+"""The one place that reads and writes weights and training checkpoints.
+
+Reading never runs code from a file (``torch.load(weights_only=True)``); a file that needs
+pickled objects, or whose keys do not fit the model, is refused with one line naming it.
+Writing is atomic: a temporary file in the same folder, then ``os.replace``.
+"""
+import os
+import tempfile
+
+import torch
+
+from .errors import TDKDError, located
+
+_NESTED_KEYS = ("state_dict", "model")
+
+
+def load_file(path):
+    """``torch.load`` a checkpoint safely; every failure becomes a one-line ``TDKDError``."""
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise TDKDError(located(path, "checkpoint not found"))
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - every unpickling failure is reported the same way
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        if "weights_only" in str(exc) or "Unsupported global" in str(exc):
+            reason = "refused: it holds pickled Python objects, not only tensors (weights_only=True)"
+        raise TDKDError(located(path, f"cannot load checkpoint: {reason}")) from None
+
+
+def extract_state_dict(checkpoint):
+    """The model weights of a plain state dict, ``{'state_dict': ...}`` or ``{'model': ...}``,
+    with any ``module.`` (DataParallel / DDP) prefix removed."""
+    for key in _NESTED_KEYS:
+        if isinstance(checkpoint, dict) and isinstance(checkpoint.get(key), dict):
+            checkpoint = checkpoint[key]
+            break
+    return {_strip_prefix(k): v for k, v in checkpoint.items() if isinstance(v, torch.Tensor)}
+
+
+def _strip_prefix(key):
+    return key[len("module."):] if key.startswith("module.") else key
+
+
+def check_keys(model, state_dict, path, strict=True):
+    """Raise one line listing missing / unexpected / mis-shaped keys (a few of each)."""
+    expected = model.state_dict()
+    missing = [k for k in expected if k not in state_dict]
+    unexpected = [k for k in state_dict if k not in expected]
+    shapes = [
+        f"{k} {tuple(v.shape)} vs {tuple(expected[k].shape)}"
+        for k, v in state_dict.items()
+        if k in expected and v.shape != expected[k].shape
+    ]
+    problems = []
+    if missing and strict:
+        problems.append(f"{len(missing)} missing keys (e.g. {', '.join(missing[:3])})")
+    if unexpected and strict:
+        problems.append(f"{len(unexpected)} unexpected keys (e.g. {', '.join(unexpected[:3])})")
+    if shapes:
+        problems.append(f"{len(shapes)} keys with other shapes (e.g. {'; '.join(shapes[:3])})")
+    if not strict and len(missing) == len(expected):
+        problems.append("no key matches this model")
+    if problems:
+        raise TDKDError(located(path, "weights do not fit this model: " + "; ".join(problems)))
+
+
+def load_state(module, state_dict, path, strict=True):
+    """Load an in-memory state dict read from ``path`` after checking every key."""
+    check_keys(module, state_dict, path, strict=strict)
+    module.load_state_dict(state_dict, strict=strict)
+    return module
+
+
+def load_weights(model, path, strict=True):
+    """Load model weights from the file ``path`` into ``model`` after checking every key."""
+    return load_state(model, extract_state_dict(load_file(path)), path, strict=strict)
+
+
+def save_atomic(obj, path):
+    """``torch.save`` to a temporary file beside ``path``, then rename over it."""
+    path = os.fspath(path)
+    folder = os.path.dirname(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=".tmp_", suffix=".pth", dir=folder)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            torch.save(obj, handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
+
+
+TRAINING_KEYS = ("model", "optimizer", "scheduler", "epoch", "mode", "network")
+
+
+def load_training_checkpoint(path):
+    """A full training checkpoint written by ``train.py`` (model, adapters, optimiser, ...)."""
+    state = load_file(path)
+    missing = [k for k in TRAINING_KEYS if not isinstance(state, dict) or k not in state]
+    if missing:
+        raise TDKDError(
+            located(path, f"not a training checkpoint of train.py (missing {', '.join(missing)}); "
+                          "use --resume_net for plain weights")
+        )
+    return state

@@ -1,0 +1,59 @@
+"""Single-process and ``torchrun`` (DistributedDataParallel) runs from the same code."""
+import os
+from dataclasses import dataclass
+
+import torch
+import torch.distributed as dist
+
+from .errors import TDKDError
+
+
+@dataclass
+class DistContext:
+    rank: int
+    world_size: int
+    device: torch.device
+
+    @property
+    def is_main(self):
+        return self.rank == 0
+
+    @property
+    def distributed(self):
+        return self.world_size > 1
+
+
+def resolve_device(name):
+    """``cpu`` / ``cuda`` / ``cuda:N`` -> torch.device, refusing CUDA where there is none."""
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise TDKDError(f"--device {name}: CUDA is not available on this machine (use --device cpu)")
+    return device
+
+
+def init_distributed(device_name):
+    """Join the process group when launched by ``torchrun`` (gloo on CPU, nccl on CUDA)."""
+    device = resolve_device(device_name)
+    world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    if world_size == 1:
+        return DistContext(0, 1, device)
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    if device.type == "cuda":
+        device = torch.device("cuda", local_rank)
+        torch.cuda.set_device(device)
+    dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
+    return DistContext(dist.get_rank(), dist.get_world_size(), device)
+
+
+def cleanup_distributed(ctx):
+    if ctx.distributed and dist.is_initialized():
+        dist.destroy_process_group()
+
+
+def all_ranks_agree(ctx, flag):
+    """True when ``flag`` is true on every rank (used to stop all ranks together)."""
+    if not ctx.distributed:
+        return bool(flag)
+    value = torch.tensor([1.0 if flag else 0.0], device=ctx.device if ctx.device.type == "cuda" else "cpu")
+    dist.all_reduce(value, op=dist.ReduceOp.MIN)
+    return bool(value.item())
