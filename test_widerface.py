@@ -1,0 +1,118 @@
+"""Run a trained detector over the WIDER FACE val list and write the official text files.
+
+    python test_widerface.py -m weights/tdkd_student_distilled.pth --network mobile0.25 \
+        --dataset_folder ./data/widerface/val/images/ --save_folder ./widerface_evaluate/widerface_txt/
+
+Test scale per SPEC section 7 (short side 1600, long side at most 2150) unless --origin_size.
+Output: ``save_folder/<event>/<name>.txt``, byte-compatible with the public tools.
+"""
+import argparse
+import os
+import sys
+
+import cv2
+import torch
+from tqdm import tqdm
+
+import config
+from utils.errors import TDKDError, located
+from utils.inference import FaceDetector, format_widerface, load_detector, scale_for_test
+from utils.visualize import draw_detections
+
+
+def str2bool(value):
+    if isinstance(value, bool):
+        return value
+    if value.lower() in ("true", "1", "yes"):
+        return True
+    if value.lower() in ("false", "0", "no"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected True or False, got '{value}'")
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("-m", "--trained_model", default="./weights/mobile0.25_Final.pth")
+    p.add_argument("--network", choices=sorted(config.NETWORKS), help="default: from the weights' JSON, else mobile0.25")
+    p.add_argument("--activation", choices=config.ACTIVATIONS,
+                   help="'leaky' for the older RetinaFace checkpoints (default: from the weights' JSON, else relu)")
+    p.add_argument("--origin_size", nargs="?", const=True, default=False, type=str2bool,
+                   help="test at the original image size")
+    p.add_argument("--save_folder", default="./widerface_evaluate/widerface_txt/")
+    p.add_argument("--cpu", action="store_true", help="same as --device cpu")
+    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    p.add_argument("--dataset_folder", default="./data/widerface/val/images/")
+    p.add_argument("--list", help="val list (default: the dataset folder with images/ replaced by wider_val.txt)")
+    p.add_argument("--confidence_threshold", type=float, default=0.02)
+    p.add_argument("--top_k", type=int, default=5000)
+    p.add_argument("--nms_threshold", type=float, default=0.3)
+    p.add_argument("--keep_top_k", type=int, default=750)
+    p.add_argument("-s", "--save_image", action="store_true", help="save images with detections drawn")
+    p.add_argument("--vis_thres", type=float, default=0.5)
+    p.add_argument("--vis_folder", default="./results/", help="where --save_image writes")
+    return p.parse_args(argv)
+
+
+def val_list_path(dataset_folder, explicit=None):
+    """The public convention: ``.../val/images/`` -> ``.../val/wider_val.txt``."""
+    if explicit:
+        return explicit
+    folder = dataset_folder.rstrip("/")
+    if os.path.basename(folder) == "images":
+        return os.path.join(os.path.dirname(folder), "wider_val.txt")
+    return os.path.join(folder, "wider_val.txt")
+
+
+def read_val_list(path):
+    if not os.path.isfile(path):
+        raise TDKDError(located(path, "val list not found (give --list or --dataset_folder)"))
+    with open(path) as handle:
+        names = [line.strip() for line in handle if line.strip()]
+    if not names:
+        raise TDKDError(located(path, "val list is empty"))
+    return names
+
+
+def run(args):
+    device = "cpu" if args.cpu else args.device
+    model, cfg = load_detector(args.trained_model, args.network, args.activation, device)
+    detector = FaceDetector(model, cfg, device, args.confidence_threshold, args.top_k,
+                            args.nms_threshold, args.keep_top_k)
+    names = read_val_list(val_list_path(args.dataset_folder, args.list))
+    for name in tqdm(names, desc="test_widerface", dynamic_ncols=True):
+        relative = name.lstrip("/")
+        image_path = os.path.join(args.dataset_folder, relative)
+        image = cv2.imread(image_path, cv2.IMREAD_COLOR)
+        if image is None:
+            raise TDKDError(located(image_path, "cannot read image (missing or corrupt)"))
+        resize = scale_for_test(*image.shape[:2], origin_size=args.origin_size)
+        dets, landms = detector(image, resize)
+        stem = os.path.splitext(relative)[0]
+        write_text(os.path.join(args.save_folder, stem + ".txt"), format_widerface(os.path.basename(stem), dets))
+        if args.save_image:
+            canvas, _ = draw_detections(image, dets, landms, args.vis_thres)
+            out = os.path.join(args.vis_folder, relative)
+            os.makedirs(os.path.dirname(out), exist_ok=True)
+            cv2.imwrite(out, canvas)
+    print(f"{len(names)} images: {detector.timer.summary()}")
+
+
+def write_text(path, text):
+    """Write via a temporary file so that an interrupted run leaves no truncated result."""
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    tmp = path + ".tmp"
+    with open(tmp, "w") as handle:
+        handle.write(text)
+    os.replace(tmp, path)
+
+
+def main(argv=None):
+    try:
+        run(parse_args(argv))
+    except TDKDError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    main()
