@@ -16,7 +16,7 @@ $(VENV)/.installed: requirements.txt
 
 build: venv $(EXT_STAMP)
 
-$(EXT_STAMP): widerface_evaluate/box_overlaps.pyx widerface_evaluate/setup.py
+$(EXT_STAMP): widerface_evaluate/box_overlaps.pyx widerface_evaluate/parse_boxes.pyx widerface_evaluate/setup.py
 	cd widerface_evaluate && ../$(PY) setup.py build_ext --inplace
 	touch $@
 

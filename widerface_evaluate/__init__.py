@@ -1,0 +1,1 @@
+"""The WIDER FACE val evaluator (``evaluation.py``) and its Cython helpers."""
