@@ -15,6 +15,7 @@ import torch
 from tqdm import tqdm
 
 import config
+from utils.checkpoint import write_text_atomic
 from utils.errors import TDKDError, located
 from utils.inference import FaceDetector, format_widerface, load_detector, scale_for_test
 from utils.visualize import draw_detections
@@ -88,22 +89,15 @@ def run(args):
         resize = scale_for_test(*image.shape[:2], origin_size=args.origin_size)
         dets, landms = detector(image, resize)
         stem = os.path.splitext(relative)[0]
-        write_text(os.path.join(args.save_folder, stem + ".txt"), format_widerface(os.path.basename(stem), dets))
+        # Temporary files go to the save folder's top, which the evaluator does not read.
+        write_text_atomic(format_widerface(os.path.basename(stem), dets),
+                          os.path.join(args.save_folder, stem + ".txt"), tmp_folder=args.save_folder)
         if args.save_image:
             canvas, _ = draw_detections(image, dets, landms, args.vis_thres)
             out = os.path.join(args.vis_folder, relative)
             os.makedirs(os.path.dirname(out), exist_ok=True)
             cv2.imwrite(out, canvas)
     print(f"{len(names)} images: {detector.timer.summary()}")
-
-
-def write_text(path, text):
-    """Write via a temporary file so that an interrupted run leaves no truncated result."""
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    tmp = path + ".tmp"
-    with open(tmp, "w") as handle:
-        handle.write(text)
-    os.replace(tmp, path)
 
 
 def main(argv=None):

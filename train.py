@@ -26,7 +26,7 @@ from data import TrainTransform, WiderFaceDetection, detection_collate
 from layers import MultiBoxLoss, TaskDecoupledDistiller, level_shapes, prior_boxes
 from models import build_model
 from models.backbone import resolve_backbone_weights
-from utils.checkpoint import load_state, load_training_checkpoint, load_weights, save_atomic
+from utils.checkpoint import load_state, load_training_checkpoint, load_weights, save_atomic, write_text_atomic
 from utils.distributed import all_ranks_agree, cleanup_distributed, init_distributed
 from utils.errors import TDKDError
 from utils.logger import CSVLogger
@@ -164,7 +164,7 @@ class Trainer:
                             f"not of --mode {self.mode} --network {self.net_cfg['name']}")
         load_state(self.model, state["model"], path)
         if self.distiller is not None:
-            load_state(self.distiller, state["distiller"], path)
+            load_state(self.distiller, state.get("distiller", {}), path)
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
         self.start_epoch, self.iteration = state["epoch"], state["iteration"]
@@ -186,6 +186,7 @@ class Trainer:
         for epoch in range(self.start_epoch, self.cfg["max_epoch"]):
             finished = self._train_epoch(epoch)
             self.scheduler.step()
+            self._check_weights_finite(epoch + 1)
             if self.ctx.is_main:
                 self._save_epoch(epoch + 1)
             if finished:
@@ -232,12 +233,22 @@ class Trainer:
         if not all_ranks_agree(self.ctx, torch.isfinite(total).item()):
             terms = ", ".join(f"{k}={v.item():.6g}" for k, v in losses.items())
             raise TDKDError(f"non-finite loss at iteration {self.iteration + 1} ({terms}); training stopped, "
-                            f"the last good checkpoint (if any) is {self._path('checkpoint_last.pth')}")
+                            f"{self._last_good_checkpoint()}")
         self.optimizer.zero_grad(set_to_none=True)
         self.scaler.scale(total).backward()
         self.scaler.step(self.optimizer)
         self.scaler.update()
         return {k: v.detach() for k, v in losses.items()}
+
+    def _last_good_checkpoint(self):
+        path = self._path("checkpoint_last.pth")
+        return f"resume from {path}" if os.path.isfile(path) else "no checkpoint was written yet"
+
+    def _check_weights_finite(self, epoch):
+        """Every rank checks (the weights are the same on all), so all stop together."""
+        if not all(torch.isfinite(p).all() for p in self.model.parameters()):
+            raise TDKDError(f"weights became non-finite in epoch {epoch}; they were not saved, "
+                            f"{self._last_good_checkpoint()}")
 
     def _save_epoch(self, epoch):
         state = self._checkpoint(epoch)
@@ -246,11 +257,11 @@ class Trainer:
             save_atomic(state, self._path(f"{self.net_cfg['name']}_epoch_{epoch}.pth"))
 
     def _save_final(self):
+        """The description first, then the weights: a ``_Final.pth`` is always described."""
         name = self.net_cfg["name"]
-        save_atomic(self.model.state_dict(), self._path(f"{name}_Final.pth"))
         meta = dict(network=name, activation=self.net_cfg["activation"], task_heads=self.mode == "teacher", mode=self.mode)
-        with open(self._path(f"{name}_Final.json"), "w") as handle:
-            json.dump(meta, handle, indent=2)
+        write_text_atomic(json.dumps(meta, indent=2), self._path(f"{name}_Final.json"))
+        save_atomic(self.model.state_dict(), self._path(f"{name}_Final.pth"))
 
 
 def _to_float(outputs):

@@ -35,10 +35,12 @@ import cv2
 import numpy as np
 import scipy.io
 
-from data.synthetic_faces import draw_body, draw_distractor, draw_face, draw_occluder, random_face
+from data.synthetic_faces import (SKIN_TONES, draw_body, draw_distractor, draw_face, draw_occluder,
+                                  random_face)
 from utils.errors import TDKDError, located
 
 SPLITS = ("train", "val")
+NUM_TRAIN, NUM_VAL, IMAGE_SIZE = 500, 200, (320, 640)  # a quickstart's worth; long side range
 JPEG_QUALITY = 90
 MAT_HEADER = b"MATLAB 5.0 MAT-file, Platform: GLNXA64, Created by: data.synthetic".ljust(116)
 
@@ -67,18 +69,18 @@ class Scene:
 
 
 EVENTS = (
-    ("Crowd", Scene("crowd", (20, 60), (6, 28), True, (0.5, 0.35, 0.15), 0.08, 0.1)),
-    ("Street", Scene("walking", (2, 10), (10, 120), False, (0.6, 0.3, 0.1), 0.15, 0.1)),
-    ("Parade", Scene("marchingband", (8, 30), (8, 60), True, (0.5, 0.35, 0.15), 0.1, 0.1)),
-    ("Meeting", Scene("meeting", (2, 8), (24, 160), False, (0.7, 0.25, 0.05), 0.15, 0.05)),
-    ("Portrait", Scene("portrait", (1, 3), (70, 300), False, (0.7, 0.25, 0.05), 0.1, 0.05)),
-    ("Sports", Scene("players", (1, 10), (12, 200), False, (0.3, 0.4, 0.3), 0.2, 0.1)),
-    ("Concert", Scene("audience", (10, 40), (7, 45), True, (0.5, 0.35, 0.15), 0.1, 0.7)),
-    ("Classroom", Scene("students", (6, 20), (14, 70), True, (0.6, 0.3, 0.1), 0.15, 0.05)),
-    ("Party", Scene("dancing", (3, 15), (12, 110), False, (0.4, 0.4, 0.2), 0.2, 0.5)),
-    ("Group", Scene("photo", (5, 16), (20, 100), True, (0.7, 0.25, 0.05), 0.05, 0.05)),
-    ("Market", Scene("shoppers", (3, 14), (10, 90), False, (0.5, 0.35, 0.15), 0.2, 0.1)),
-    ("Selfie", Scene("selfie", (1, 4), (60, 280), False, (0.6, 0.3, 0.1), 0.1, 0.1)),
+    ("Crowd", Scene("crowd", (20, 60), (6, 28), True, (0.5, 0.35, 0.15), 0.15, 0.1)),
+    ("Street", Scene("walking", (2, 10), (10, 120), False, (0.5, 0.35, 0.15), 0.25, 0.1)),
+    ("Parade", Scene("marchingband", (8, 30), (8, 60), True, (0.5, 0.35, 0.15), 0.2, 0.1)),
+    ("Meeting", Scene("meeting", (2, 8), (24, 160), False, (0.6, 0.3, 0.1), 0.25, 0.05)),
+    ("Portrait", Scene("portrait", (1, 3), (70, 300), False, (0.6, 0.3, 0.1), 0.2, 0.05)),
+    ("Sports", Scene("players", (1, 10), (12, 200), False, (0.3, 0.4, 0.3), 0.3, 0.1)),
+    ("Concert", Scene("audience", (10, 40), (7, 45), True, (0.4, 0.4, 0.2), 0.2, 0.7)),
+    ("Classroom", Scene("students", (6, 20), (14, 70), True, (0.6, 0.3, 0.1), 0.25, 0.05)),
+    ("Party", Scene("dancing", (3, 15), (12, 110), False, (0.4, 0.4, 0.2), 0.3, 0.5)),
+    ("Group", Scene("photo", (5, 16), (20, 100), True, (0.6, 0.3, 0.1), 0.15, 0.05)),
+    ("Market", Scene("shoppers", (3, 14), (10, 90), False, (0.5, 0.35, 0.15), 0.3, 0.1)),
+    ("Selfie", Scene("selfie", (1, 4), (60, 280), False, (0.6, 0.3, 0.1), 0.2, 0.1)),
 )
 
 
@@ -120,28 +122,28 @@ def render_image(seed, split, index, long_side_range):
 
     image = draw_background(rng, height, width)
     owner = np.zeros((height, width), np.uint16)
-    faces, distractors = layout(rng, scene, height, width)
+    placed = layout(rng, scene, height, width)
     drawn, areas = [], []
-    for item in sorted(faces + distractors, key=lambda f: (f.cy if scene.rows else 0, f.b)):
-        if isinstance(item, _Distractor):
-            draw_distractor(image, owner, rng, item.cx, item.cy, 2 * item.b)
+    back_to_front = sorted(placed, key=lambda item: (item[0].cy if scene.rows else 0, item[0].b))
+    for face, is_distractor in back_to_front:  # so nearer people and things hide farther ones
+        if is_distractor:
+            draw_distractor(image, owner, rng, face.cx, face.cy, 2 * face.b)
             continue
         if rng.random() < 0.8:
-            draw_body(image, owner, item, rng.uniform(0, 255, 3))
-        drawn.append(item)
-        areas.append(draw_face(image, owner, item, len(drawn)))
-    for face in drawn[:-1]:  # the front face stays whole: every image keeps a face
+            draw_body(image, owner, face, rng.uniform(0, 255, 3))
+        drawn.append(face)
+        areas.append(draw_face(image, owner, face, len(drawn)))
+    for face in drawn[:-1]:  # the front face gets no occluder, so every image keeps a face
         if rng.random() < scene.occlusion:
             draw_occluder(image, owner, rng, face)
     image, dark, global_sigma = finish(rng, image, scene)
     record = annotate(rng, drawn, owner, np.array(areas), global_sigma, dark)
-    record.event = f"{event_id}--{name}"
-    record.stem = f"{event_id}_{name}_{scene.word}_{index}"
-    return image, record
+    return image, ImageRecord(f"{event_id}--{name}", f"{event_id}_{name}_{scene.word}_{index}", **record)
 
 
 def draw_background(rng, height, width):
-    """Clutter: a smooth two-colour gradient with blotches, then lines, boxes and circles."""
+    """Clutter: a smooth two-colour gradient with blotches, then lines, boxes, circles and
+    polygons (some skin-coloured) and a few striped or checkered patches."""
     small = (max(2, height // 32), max(2, width // 32))
     ramp = np.linspace(0, 1, small[0])[:, None, None] * rng.uniform(-1, 1) \
         + np.linspace(0, 1, small[1])[None, :, None] * rng.uniform(-1, 1)
@@ -152,7 +154,7 @@ def draw_background(rng, height, width):
                        interpolation=cv2.INTER_LINEAR)
     size = max(height, width)
     for _ in range(int(rng.integers(8, 40))):
-        colour = tuple(float(v) for v in rng.uniform(0, 255, 3))
+        colour = _clutter_colour(rng)
         kind = rng.integers(4)
         p, q = rng.integers(0, width, 2), rng.integers(0, height, 2)
         if kind == 0:
@@ -167,16 +169,46 @@ def draw_background(rng, height, width):
         else:
             corners = np.stack([rng.integers(0, width, 5), rng.integers(0, height, 5)], 1)
             cv2.fillPoly(image, [corners.astype(np.int32)], colour, cv2.LINE_AA)
-    return image
+    for _ in range(int(rng.integers(0, 4))):
+        _draw_pattern(rng, image)
+    grain = rng.uniform(0, 30) * rng.standard_normal((height // 4 + 1, width // 4 + 1), dtype=np.float32)
+    grain = cv2.resize(grain, (width, height)).astype(np.int16)  # texture a few pixels wide
+    return cv2.add(image, cv2.merge([grain, grain, grain]), dtype=cv2.CV_8U)
+
+
+def _clutter_colour(rng):
+    if rng.random() < 0.2:  # skin-coloured surfaces (wood, sand, walls) blunt the colour cue
+        tone = SKIN_TONES[rng.integers(len(SKIN_TONES))] + rng.normal(0, 12, 3)
+        return tuple(float(v) for v in np.clip(tone, 0, 255))
+    return tuple(float(v) for v in rng.uniform(0, 255, 3))
+
+
+def _draw_pattern(rng, image):
+    """Stripes or a checkerboard over a random rectangle."""
+    height, width = image.shape[:2]
+    x0, y0 = int(rng.integers(0, width - 8)), int(rng.integers(0, height - 8))
+    x1, y1 = int(rng.integers(x0 + 8, width + 1)), int(rng.integers(y0 + 8, height + 1))
+    roi = image[y0:y1, x0:x1]
+    step, colour = int(rng.integers(3, 16)), _clutter_colour(rng)
+    if rng.random() < 0.5:
+        slant = int(rng.integers(-1, 2)) * (y1 - y0)
+        for x in range(-abs(slant), x1 - x0 + abs(slant), step):
+            cv2.line(roi, (x, 0), (x + slant, y1 - y0), colour, max(1, step // 3), cv2.LINE_AA)
+    else:
+        rows, columns = np.arange(y1 - y0) // step, np.arange(x1 - x0) // step
+        roi[(rows[:, None] + columns[None, :]) % 2 == 1] = colour
 
 
 def layout(rng, scene, height, width):
-    """Faces and distractors placed so no two overlap much; sizes follow the scene."""
+    """(face, is_distractor) pairs placed so no two overlap much; sizes follow the scene.
+
+    A distractor slot is a face-sized place; ``draw_distractor`` decides what goes there.
+    """
     low, high = scene.height
     high = min(high, 0.7 * min(height, width))
     low = min(low, high)
     num_faces = int(rng.integers(scene.count[0], scene.count[1] + 1))
-    num_distractors = int(rng.integers(1, 3 + num_faces // 4))
+    num_distractors = int(rng.integers(2, 4 + num_faces // 2))
     placed, boxes = [], np.zeros((0, 4))
     for slot in range(num_faces + num_distractors):
         for _ in range(20):
@@ -195,19 +227,10 @@ def layout(rng, scene, height, width):
             if _max_cover(corners, boxes) < 0.3:
                 level = np.searchsorted(np.cumsum(scene.blur), rng.random())
                 face.blur_sigma = size * rng.uniform(*BLUR_RANGES[min(level, 2)])
-                placed.append((slot >= num_faces, face))
+                placed.append((face, slot >= num_faces))
                 boxes = np.vstack([boxes, corners])
                 break
-    faces = [face for is_distractor, face in placed if not is_distractor]
-    distractors = [_Distractor(face.cx, face.cy, face.b) for is_distractor, face in placed if is_distractor]
-    return faces, distractors
-
-
-@dataclasses.dataclass
-class _Distractor:
-    cx: float
-    cy: float
-    b: float
+    return placed
 
 
 def _max_cover(box, others):
@@ -227,19 +250,27 @@ def finish(rng, image, scene):
     dark = rng.random() < scene.dark
     tint = rng.uniform(0.3, 0.55) * rng.uniform(0.6, 1.0, 3) if dark else rng.uniform(0.9, 1.1, 3)
     corners = 1 + rng.uniform(-0.35, 0.35, (2, 2, 1))  # a lighting gradient between corners
-    gain = cv2.resize((corners * tint).astype(np.float32), (width, height), interpolation=cv2.INTER_LINEAR)
+    gain = cv2.resize((corners * tint).astype(np.float32), (width, height))
     image = cv2.multiply(image, gain, dtype=cv2.CV_8U)
+    if rng.random() < 0.15:  # haze: everything fades towards one light grey
+        haze = rng.uniform(0.15, 0.45)
+        veil = np.full_like(image, int(rng.integers(150, 256)))
+        image = cv2.addWeighted(image, 1 - haze, veil, haze, 0)
     cv2.setRNGSeed(int(rng.integers(2 ** 31)))
-    noise = cv2.randn(np.empty((height, width), np.int16), 0, rng.uniform(1, 7))
+    noise = cv2.randn(np.empty((height, width), np.int16), 0, rng.uniform(1, 12 if dark else 6))
     image = cv2.add(image, cv2.merge([noise, noise, noise]), dtype=cv2.CV_8U)
-    sigma = rng.uniform(0.4, 1.0) if rng.random() < 0.3 else 0.0
+    sigma = rng.uniform(0.4, 1.4) if rng.random() < 0.35 else 0.0
     if sigma:
         image = cv2.GaussianBlur(image, (0, 0), sigma)
     return image, dark, sigma
 
 
 def annotate(rng, faces, owner, areas, global_sigma, dark):
-    """Boxes, landmarks and WIDER attributes of the drawn faces (occlusion from ``owner``)."""
+    """ImageRecord fields of the drawn faces: boxes, landmarks, WIDER attributes.
+
+    Occlusion is the share of a face's ellipse that ``owner`` no longer gives it; faces
+    hidden almost entirely are dropped.
+    """
     visible = np.bincount(owner.ravel(), minlength=len(faces) + 1)[1:] / np.maximum(areas, 1)
     shown = np.flatnonzero(visible >= MIN_VISIBLE)
     faces, visible, n = [faces[i] for i in shown], visible[shown], len(shown)
@@ -250,6 +281,7 @@ def annotate(rng, faces, owner, areas, global_sigma, dark):
     points[..., 0] = np.clip(points[..., 0], 0, owner.shape[1] - 1)
     points[..., 1] = np.clip(points[..., 1], 0, owner.shape[0] - 1)
     covered = owner[points[..., 1], points[..., 0]] != shown[:, None] + 1
+    covered |= np.array([f.hidden_landmarks() for f in faces], bool).reshape(n, 5)
     heights = boxes[:, 3].astype(np.float64)
     relative_blur = np.hypot([f.blur_sigma for f in faces], global_sigma) / heights
     no_landmark_chance = np.interp(heights, [8, 16, 32, 64], [0.5, 0.25, 0.06, 0.02])
@@ -261,8 +293,8 @@ def annotate(rng, faces, owner, areas, global_sigma, dark):
         occlusion=np.digitize(occluded, [0.05, 0.35]),
         pose=np.array([abs(f.yaw) > 0.6 or abs(f.roll) > 0.45 for f in faces]),
     )
-    return ImageRecord(
-        event="", stem="", boxes=boxes, landmarks=landmarks,
+    return dict(
+        boxes=boxes, landmarks=landmarks,
         landmark_visibility=covered.astype(np.float64),
         has_landmarks=rng.random(n) >= no_landmark_chance,
         blur_amount=np.clip(relative_blur / 0.15, 0, 1),
@@ -292,7 +324,7 @@ def _cells(items):
     return cells
 
 
-def _keep_list(mask):
+def keep_list(mask):
     """1-based indices (k, 1) of the kept faces, uint8 or uint16 as in the official files."""
     indices = np.flatnonzero(mask) + 1
     dtype = np.uint8 if indices.size == 0 or indices.max() <= 255 else np.uint16
@@ -317,7 +349,7 @@ def write_ground_truth(folder, records):
     folder.mkdir(parents=True, exist_ok=True)
     _save_mat(folder / "wider_face_val.mat", common)
     for level, setting in enumerate(("easy", "medium", "hard")):
-        gt_list = per_image(lambda r: _keep_list(r.settings()[level]))
+        gt_list = per_image(lambda r: keep_list(r.settings()[level]))
         _save_mat(folder / f"wider_{setting}_val.mat", dict(common, gt_list=gt_list))
 
 
@@ -334,7 +366,7 @@ def _render_and_save(task):
     image, record = render_image(seed, split, index, long_side_range)
     path = Path(images_dir) / record.event / f"{record.stem}.jpg"
     path.parent.mkdir(parents=True, exist_ok=True)
-    ok, data = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY])
+    _, data = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY])
     path.write_bytes(data.tobytes())
     return record
 
@@ -342,17 +374,18 @@ def _render_and_save(task):
 def _render_split(root, split, count, seed, long_side_range, workers):
     tasks = [(seed, split, i, long_side_range, str(root / split / "images")) for i in range(count)]
     if workers > 1 and count > 1:
-        with concurrent.futures.ProcessPoolExecutor(workers, initializer=cv2.setNumThreads,
-                                                    initargs=(1,)) as pool:
+        with concurrent.futures.ProcessPoolExecutor(workers) as pool:
             records = list(pool.map(_render_and_save, tasks, chunksize=max(1, count // (4 * workers))))
     else:
         records = [_render_and_save(task) for task in tasks]
     event_order = sorted({r.event for r in records})
-    return sorted(records, key=lambda r: event_order.index(r.event))  # stable: index order within an event
+    return sorted(records, key=lambda r: event_order.index(r.event))  # stable: index order inside
 
 
 def _prepare(root):
     """Make ``root`` ready: an earlier synthetic set there is replaced, anything else refused."""
+    if root.exists() and not root.is_dir():
+        raise TDKDError(located(root, "is a file; the data set needs a folder"))
     manifest = root / "synthetic.json"
     existing = [root / split for split in SPLITS if (root / split).exists()]
     if existing and not manifest.exists():
@@ -363,62 +396,71 @@ def _prepare(root):
     root.mkdir(parents=True, exist_ok=True)
 
 
-def generate_synthetic_widerface(root, num_train=640, num_val=200, seed=0,
-                                 image_size=(320, 640), workers=None):
-    """Write a synthetic WIDER FACE set under ``root``; returns its paths and counts.
+def generate_synthetic_widerface(root, num_train=NUM_TRAIN, num_val=NUM_VAL, seed=0,
+                                 image_size=IMAGE_SIZE, workers=None):
+    """Write a synthetic WIDER FACE set under ``root``; returns its paths, counts and seconds.
 
     ``image_size`` is the (min, max) range of the long image side in pixels; ``workers``
     processes draw the images (default: every core), with the same result for any number.
     """
     start = time.perf_counter()
     root = Path(root)
-    if num_train < 0 or num_val < 0 or not 16 <= image_size[0] <= image_size[1]:
+    if num_train < 0 or num_val < 0 or not 32 <= image_size[0] <= image_size[1] or (workers or 1) < 1:
         raise TDKDError(located(root, f"bad request: num_train={num_train}, num_val={num_val}, "
-                                      f"image_size={tuple(image_size)} (need counts >= 0 and "
-                                      "16 <= min <= max)"))
+                                      f"image_size={tuple(image_size)}, workers={workers} (need counts "
+                                      ">= 0, 32 <= min <= max and workers >= 1)"))
     _prepare(root)
     workers = workers or os.cpu_count() or 1
-    summary = dict(root=str(root), seed=seed, image_size=list(image_size))
+    counts = {}
     for split, count in zip(SPLITS, (num_train, num_val)):
         records = _render_split(root, split, count, seed, tuple(image_size), workers)
-        label = root / split / "label.txt"
-        label.parent.mkdir(parents=True, exist_ok=True)
-        label.write_text("".join(line + "\n" for r in records for line in label_lines(r)))
-        settings = [np.stack(r.settings()) for r in records]
-        per_setting = np.sum([s.sum(axis=1) for s in settings], axis=0) if records else np.zeros(3)
-        summary[split] = dict(
-            images=count, faces=int(sum(len(r.boxes) for r in records)),
-            images_dir=str(root / split / "images"), label=str(label),
-            **{name: int(n) for name, n in zip(("easy", "medium", "hard"), per_setting)})
+        (root / split).mkdir(parents=True, exist_ok=True)
+        lines = [line for record in records for line in label_lines(record)]
+        (root / split / "label.txt").write_text("".join(line + "\n" for line in lines))
+        counts[split] = _counts(records)
     val = root / "val"
     (val / "wider_val.txt").write_text("".join(f"/{r.event}/{r.stem}.jpg\n" for r in records))
     write_ground_truth(val / "ground_truth", records)
-    summary["val"].update(list=str(val / "wider_val.txt"), ground_truth=str(val / "ground_truth"))
-    (root / "synthetic.json").write_text(json.dumps(summary, indent=2) + "\n")
-    summary["seconds"] = time.perf_counter() - start
-    return summary
+    manifest = dict(generator="data.synthetic", seed=seed, image_size=list(image_size), **counts)
+    (root / "synthetic.json").write_text(json.dumps(manifest, indent=2) + "\n")
+    return dict(
+        root=str(root), train_label=str(root / "train" / "label.txt"),
+        train_images=str(root / "train" / "images"), val_label=str(val / "label.txt"),
+        val_images=str(val / "images"), val_list=str(val / "wider_val.txt"),
+        ground_truth=str(val / "ground_truth"), **counts, seconds=time.perf_counter() - start)
+
+
+def _counts(records):
+    """Images, faces and faces per setting of one split."""
+    per_setting = np.zeros(3, np.int64)
+    for record in records:
+        per_setting += np.stack(record.settings()).sum(axis=1)
+    return dict(images=len(records), faces=int(sum(len(r.boxes) for r in records)),
+                **{name: int(n) for name, n in zip(("easy", "medium", "hard"), per_setting)})
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description="Write a seeded synthetic face set in the WIDER FACE layout.")
+    parser = argparse.ArgumentParser(description="Write a seeded synthetic face set, WIDER FACE layout.")
     parser.add_argument("--out", required=True, help="root folder (gets train/ and val/)")
-    parser.add_argument("--num_train", type=int, default=640)
-    parser.add_argument("--num_val", type=int, default=200)
+    parser.add_argument("--num_train", type=int, default=NUM_TRAIN)
+    parser.add_argument("--num_val", type=int, default=NUM_VAL)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--image_size", type=int, nargs=2, default=(320, 640), metavar=("MIN", "MAX"),
+    parser.add_argument("--image_size", type=int, nargs=2, default=IMAGE_SIZE, metavar=("MIN", "MAX"),
                         help="range of the long image side in pixels")
     parser.add_argument("--workers", type=int, default=None, help="processes (default: every core)")
     args = parser.parse_args(argv)
     try:
-        s = generate_synthetic_widerface(args.out, args.num_train, args.num_val, args.seed,
-                                         tuple(args.image_size), args.workers)
+        summary = generate_synthetic_widerface(args.out, args.num_train, args.num_val, args.seed,
+                                               tuple(args.image_size), args.workers)
     except TDKDError as error:
         print(error, file=sys.stderr)
         sys.exit(2)
-    train, val = s["train"], s["val"]
-    print(f"synthetic WIDER FACE in {s['root']}: train {train['images']} images {train['faces']} faces, "
-          f"val {val['images']} images {val['faces']} faces (easy {val['easy']}, medium {val['medium']}, "
-          f"hard {val['hard']}, ignored {val['faces'] - val['hard']}), {s['seconds']:.1f} s")
+    train, val = summary["train"], summary["val"]
+    print(f"synthetic WIDER FACE in {summary['root']}: "
+          f"train {train['images']} images {train['faces']} faces, "
+          f"val {val['images']} images {val['faces']} faces "
+          f"(easy {val['easy']}, medium {val['medium']}, "
+          f"hard {val['hard']}, ignored {val['faces'] - val['hard']}), {summary['seconds']:.1f} s")
 
 
 if __name__ == "__main__":

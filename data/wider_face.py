@@ -83,7 +83,8 @@ def _read_fields(face_lines, lines, path):
     """Face lines -> float64 ``(M, 20)``; box-only lines get -1 for every landmark field.
 
     NumPy's parser handles the usual file (one field count throughout) in C; anything else
-    (mixed 20/4 lines, or an error to locate) goes through the line-by-line reader.
+    (mixed 20/4 lines, or an error to locate: bad count, text, nan, inf) goes through the
+    line-by-line reader.
     """
     if not face_lines:
         return np.zeros((0, FIELD_COUNTS[0]))
@@ -91,7 +92,7 @@ def _read_fields(face_lines, lines, path):
         fields = np.loadtxt(face_lines, dtype=np.float64, comments=None, ndmin=2)
     except ValueError:
         fields = None
-    if fields is None or fields.shape[1] not in FIELD_COUNTS:
+    if fields is None or fields.shape[1] not in FIELD_COUNTS or not np.isfinite(fields).all():
         return _read_fields_checked(lines, path)
     return _pad_box_only(fields)
 
@@ -114,9 +115,12 @@ def _read_fields_checked(lines, path):
 
 def _number(token, path, line):
     try:
-        return float(token)
+        value = float(token)
     except ValueError:
         raise TDKDError(located(path, f"'{token}' is not a number", line)) from None
+    if not np.isfinite(value):
+        raise TDKDError(located(path, f"'{token}' is not a finite number", line))
+    return value
 
 
 def _pad_box_only(fields):
@@ -143,6 +147,7 @@ class WiderFaceDetection(Dataset):
 
     def __init__(self, label_path, transform=None, seed=0):
         self.image_paths, self.annotations = parse_label_file(label_path)
+        _check_images_exist(self.image_paths, label_path)
         self.transform = transform
         self.seed = seed
         self._epoch = torch.zeros((), dtype=torch.int64).share_memory_()
@@ -170,6 +175,14 @@ class WiderFaceDetection(Dataset):
             return image, annotation
         rng = random.Random(f"{self.seed}-{self.epoch}-{index}")
         return self.transform(image, annotation, rng)
+
+
+def _check_images_exist(image_paths, label_path):
+    """Fail before training, not hours into it, when listed images are absent (a few named)."""
+    missing = [path for path in image_paths if not os.path.isfile(path)]
+    if missing:
+        shown = ", ".join(missing[:3]) + (", ..." if len(missing) > 3 else "")
+        raise TDKDError(located(label_path, f"{len(missing)} of {len(image_paths)} listed images not found: {shown}"))
 
 
 def detection_collate(batch):

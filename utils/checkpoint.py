@@ -2,7 +2,9 @@
 
 Reading never runs code from a file (``torch.load(weights_only=True)``); a file that needs
 pickled objects, or whose keys do not fit the model, is refused with one line naming it.
-Writing is atomic: a temporary file in the same folder, then ``os.replace``.
+Writing is atomic: a temporary file on the same file system, then ``os.replace``, so an
+interrupted write leaves the previous file, never a truncated one (weights, and the text
+files written beside them or as results).
 """
 import os
 import tempfile
@@ -30,12 +32,23 @@ def load_file(path):
 
 def extract_state_dict(checkpoint):
     """The model weights of a plain state dict, ``{'state_dict': ...}`` or ``{'model': ...}``,
-    with any ``module.`` (DataParallel / DDP) prefix removed."""
+    with any ``module.`` (DataParallel / DDP) prefix removed ({} when there are none)."""
+    if not isinstance(checkpoint, dict):
+        return {}
     for key in _NESTED_KEYS:
-        if isinstance(checkpoint, dict) and isinstance(checkpoint.get(key), dict):
+        if isinstance(checkpoint.get(key), dict):
             checkpoint = checkpoint[key]
             break
-    return {_strip_prefix(k): v for k, v in checkpoint.items() if isinstance(v, torch.Tensor)}
+    return {_strip_prefix(k): v for k, v in checkpoint.items()
+            if isinstance(k, str) and isinstance(v, torch.Tensor)}
+
+
+def read_state_dict(path):
+    """The model weights stored in the file ``path`` (see ``extract_state_dict``)."""
+    state_dict = extract_state_dict(load_file(path))
+    if not state_dict:
+        raise TDKDError(located(path, "holds no model weights (no name -> tensor entries)"))
+    return state_dict
 
 
 def _strip_prefix(key):
@@ -74,25 +87,46 @@ def load_state(module, state_dict, path, strict=True):
 
 def load_weights(model, path, strict=True):
     """Load model weights from the file ``path`` into ``model`` after checking every key."""
-    return load_state(model, extract_state_dict(load_file(path)), path, strict=strict)
+    return load_state(model, read_state_dict(path), path, strict=strict)
 
 
 def save_atomic(obj, path):
     """``torch.save`` to a temporary file beside ``path``, then rename over it."""
+    _write_atomic(path, lambda handle: torch.save(obj, handle))
+
+
+def write_text_atomic(text, path, tmp_folder=None):
+    """Write ``text`` to ``path`` through a temporary file in ``tmp_folder`` (default: beside
+    ``path``; on the same file system), so a reader never sees a truncated file."""
+    _write_atomic(path, lambda handle: handle.write(text.encode("utf-8")), tmp_folder)
+
+
+def _write_atomic(path, write, tmp_folder=None):
+    """``write(binary handle)`` into a temporary file, flush it to disk, rename it to ``path``.
+
+    On any failure the temporary file is removed and ``path`` keeps its previous content.
+    """
     path = os.fspath(path)
     folder = os.path.dirname(os.path.abspath(path))
     os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp_", suffix=".pth", dir=folder)
+    fd, tmp = tempfile.mkstemp(prefix=".tmp_", dir=tmp_folder or folder)
     try:
         with os.fdopen(fd, "wb") as handle:
-            torch.save(obj, handle)
+            write(handle)
             handle.flush()
             os.fsync(handle.fileno())
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes it private; give it a normal file's mode
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
             os.remove(tmp)
         raise
+
+
+def _umask():
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 TRAINING_KEYS = ("model", "optimizer", "scheduler", "epoch", "mode", "network")

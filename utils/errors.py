@@ -4,9 +4,22 @@ Scripts catch ``TDKDError`` at the top level and print its message as a single l
 (``path:line: what is wrong``), so users never see a traceback for a bad file.
 """
 
+_WORKER_PREFIX = "Caught TDKDError in "
+
 
 class TDKDError(Exception):
-    """A bad input (file, line, checkpoint, flag) described in one line."""
+    """A bad input (file, line, checkpoint, flag) described in one line.
+
+    A DataLoader worker's error reaches the main process re-raised as
+    ``TDKDError("Caught TDKDError in DataLoader worker process 0.\\nOriginal Traceback ...")``;
+    only the original message (the traceback's last line) is kept, so it stays one line.
+    """
+
+    def __init__(self, message):
+        message = str(message)
+        if message.startswith(_WORKER_PREFIX):
+            message = message.rstrip().splitlines()[-1].split("TDKDError: ", 1)[-1]
+        super().__init__(message)
 
 
 def located(path, message, line=None):

@@ -17,16 +17,28 @@ from layers import prior_boxes
 from models import build_model
 
 from .box_utils import decode, decode_landm, nms
-from .checkpoint import extract_state_dict, load_file, load_state
+from .checkpoint import load_state, read_state_dict
+from .errors import TDKDError, located
+
+
+def description_path(path):
+    """``weights.pth`` -> ``weights.json``."""
+    return os.path.splitext(os.fspath(path))[0] + ".json"
 
 
 def describe_weights(path):
     """The sidecar ``<weights>.json`` written by ``train.py`` ({} for a published state dict)."""
-    meta = os.path.splitext(os.fspath(path))[0] + ".json"
+    meta = description_path(path)
     if not os.path.isfile(meta):
         return {}
-    with open(meta) as handle:
-        return json.load(handle)
+    try:
+        with open(meta) as handle:
+            described = json.load(handle)
+    except (OSError, ValueError) as exc:
+        raise TDKDError(located(meta, f"cannot read the weights' description ({exc})")) from None
+    if not isinstance(described, dict):
+        raise TDKDError(located(meta, "expected a JSON object such as {\"network\": \"mobile0.25\"}"))
+    return described
 
 
 def load_detector(path, network=None, activation=None, device="cpu"):
@@ -36,9 +48,12 @@ def load_detector(path, network=None, activation=None, device="cpu"):
     writes, else the published defaults (mobile0.25, ReLU). Teacher heads are read off the keys.
     """
     meta = describe_weights(path)
-    cfg = config.network_config(network or meta.get("network", "mobile0.25"),
-                                activation or meta.get("activation"))
-    state_dict = extract_state_dict(load_file(path))
+    try:
+        cfg = config.network_config(network or meta.get("network", "mobile0.25"),
+                                    activation or meta.get("activation"))
+    except KeyError as exc:
+        raise TDKDError(located(description_path(path), exc.args[0])) from None
+    state_dict = read_state_dict(path)
     task_heads = any(key.startswith("ClassHead.0.conv_dw_3x3") for key in state_dict)
     model = load_state(build_model(cfg, task_heads=task_heads), state_dict, path)
     return model.to(device).eval(), cfg
