@@ -147,10 +147,10 @@ def _parse_like(raw, default):
 # finish in about 15 minutes on a 2-core CPU. mobile0.75 (the public code's teacher) stands in
 # for resnet50, which cannot be trained from scratch in that time.
 QUICKSTART = dict(
-    data=dict(num_train=600, num_val=200, image_size=[320, 480], seed=0),
+    data=dict(num_train=480, num_val=200, image_size=[320, 480], seed=0),
     teacher_network="mobile0.75",
     common=dict(img_dim=320, batch_size=16, num_workers=2, save_interval=1000),
-    teacher=dict(max_epoch=30, lr=1e-2, milestones=[22, 27]),
-    student=dict(max_epoch=30, lr=1e-2, milestones=[22, 27]),
-    distillation=dict(max_epoch=12, lr=1e-2, milestones=[8, 11]),
+    teacher=dict(max_epoch=5, lr=1e-2, milestones=[4]),
+    student=dict(max_epoch=8, lr=1e-2, milestones=[6]),
+    distillation=dict(max_epoch=4, lr=1e-2, milestones=[3]),
 )

@@ -52,6 +52,10 @@ def ensure_data(root):
 
 
 def train_model(mode, data, folder, seed, extra=()):
+    """Train with ``train.py``; a run whose final weights already exist is reused."""
+    if any(folder.glob("*_Final.pth")):
+        print(f"reusing {folder}", flush=True)
+        return
     recipe = {**config.QUICKSTART["common"], **config.QUICKSTART[mode]}
     args = ["train.py", "--mode", mode, "--training_dataset", data / "train" / "label.txt",
             "--save_folder", folder, "--device", "cpu", "--seed", seed, *extra]

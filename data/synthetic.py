@@ -25,6 +25,7 @@ import concurrent.futures
 import dataclasses
 import io
 import json
+import multiprocessing
 import os
 import shutil
 import sys
@@ -374,7 +375,7 @@ def _render_and_save(task):
 def _render_split(root, split, count, seed, long_side_range, workers):
     tasks = [(seed, split, i, long_side_range, str(root / split / "images")) for i in range(count)]
     if workers > 1 and count > 1:
-        with concurrent.futures.ProcessPoolExecutor(workers) as pool:
+        with concurrent.futures.ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
             records = list(pool.map(_render_and_save, tasks, chunksize=max(1, count // (4 * workers))))
     else:
         records = [_render_and_save(task) for task in tasks]
