@@ -51,12 +51,23 @@ def ensure_data(root):
           f"in {summary['seconds']:.1f} s", flush=True)
 
 
-def train_model(mode, data, folder, seed, extra=()):
-    """Train with ``train.py``; a run whose final weights already exist is reused."""
+def find_backbone_weights():
+    """The first existing file of ``config.QUICKSTART['backbone_weights']``."""
+    candidates = config.QUICKSTART["backbone_weights"]
+    for path in candidates:
+        if (REPO / path).is_file():
+            return REPO / path
+    sys.exit("error: the quickstart needs the ImageNet MobileNet0.25 backbone "
+             f"(mobilenetV1X0.25_pretrain.tar); looked for {', '.join(candidates)}")
+
+
+def train_model(mode, data, folder, seed, extra=(), schedule=None):
+    """Train with ``train.py`` on the quickstart recipe of ``mode`` (its epochs, learning rate
+    and milestones replaced by ``schedule`` if given); a finished run is reused."""
     if any(folder.glob("*_Final.pth")):
         print(f"reusing {folder}", flush=True)
         return
-    recipe = {**config.QUICKSTART["common"], **config.QUICKSTART[mode]}
+    recipe = {**config.QUICKSTART["common"], **config.QUICKSTART[mode], **(schedule or {})}
     args = ["train.py", "--mode", mode, "--training_dataset", data / "train" / "label.txt",
             "--save_folder", folder, "--device", "cpu", "--seed", seed, *extra]
     for key, value in recipe.items():
@@ -75,21 +86,31 @@ def test_and_evaluate(weights, data, folder, label):
     return result.aps
 
 
-def run_study(out, seed=0, teacher_weights=None):
-    """Train and evaluate the three models; returns ``{row label: {setting: AP}}``."""
+def run_study(out, seed=0, teacher_weights=None, control=False):
+    """Train and evaluate the models; returns ``({row label: {setting: AP}}, teacher weights)``.
+
+    ``control`` adds the student trained on for the distillation's epochs without a teacher,
+    which separates what the teacher adds from what the extra epochs add.
+    """
     out = Path(out)
     data = out / "data"
     ensure_data(data)
+    backbone = ["--backbone_weights", find_backbone_weights()]
     teacher_net = config.QUICKSTART["teacher_network"]
     runs = out / f"seed{seed}"
     results = {}
     if teacher_weights is None:
-        train_model("teacher", data, runs / "teacher", seed, ["--network", teacher_net])
+        train_model("teacher", data, runs / "teacher", seed, ["--network", teacher_net, *backbone])
         teacher_weights = runs / "teacher" / f"{teacher_net}_Final.pth"
         results[f"teacher ({teacher_net})"] = test_and_evaluate(teacher_weights, data, runs / "teacher", "teacher")
-    train_model("student", data, runs / "student", seed)
+    train_model("student", data, runs / "student", seed, backbone)
     student = runs / "student" / "mobile0.25_Final.pth"
     results["student"] = test_and_evaluate(student, data, runs / "student", "student")
+    if control:
+        schedule = {key: config.QUICKSTART["distillation"][key] for key in ("max_epoch", "lr", "milestones")}
+        train_model("student", data, runs / "student_more", seed, ["--resume_net", student], schedule)
+        results["student, same extra epochs without teacher"] = test_and_evaluate(
+            runs / "student_more" / "mobile0.25_Final.pth", data, runs / "student_more", "student, more epochs")
     train_model("distillation", data, runs / "tdkd", seed,
                 ["--teacher_network", teacher_net, "--teacher_weights", teacher_weights, "--resume_net", student])
     results["student + TDKD"] = test_and_evaluate(runs / "tdkd" / "mobile0.25_Final.pth", data, runs / "tdkd", "student + TDKD")

@@ -543,7 +543,7 @@ def test_command_line_reports_bad_input_in_one_line(hand_set):
     run = subprocess.run([sys.executable, "widerface_evaluate/evaluation.py", "-p", str(pred_dir), "-g", str(gt_dir)],
                          cwd=REPO, capture_output=True, text=True)
     assert run.returncode == 2
-    assert run.stderr == f"{bad}:3: not a number in '1 2 3 x 0.5'\n"
+    assert run.stderr == f"error: {bad}:3: not a number in '1 2 3 x 0.5'\n"
     assert run.stdout == ""
 
 

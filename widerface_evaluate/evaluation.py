@@ -395,7 +395,7 @@ def main(argv=None):
     try:
         result = evaluate(args.pred, args.gt)
     except TDKDError as error:
-        print(error, file=sys.stderr)
+        print(f"error: {error}", file=sys.stderr)
         return 2
     print(format_results(result))
     if args.curves:
