@@ -26,6 +26,8 @@ def parse_args(argv=None):
     p.add_argument("--out", default="outputs/quickstart", help="folder for data, weights and results")
     p.add_argument("--seed", type=int, default=0, help="training seed (the data keep config's seed)")
     p.add_argument("--teacher_weights", help="reuse a trained teacher instead of training one")
+    p.add_argument("--backbone_weights", help="ImageNet MobileNet0.25 (mobilenetV1X0.25_pretrain.tar); "
+                   "default: the first file found of config.QUICKSTART['backbone_weights']")
     return p.parse_args(argv)
 
 
@@ -51,14 +53,15 @@ def ensure_data(root):
           f"in {summary['seconds']:.1f} s", flush=True)
 
 
-def find_backbone_weights():
-    """The first existing file of ``config.QUICKSTART['backbone_weights']``."""
-    candidates = config.QUICKSTART["backbone_weights"]
+def find_backbone_weights(path=None):
+    """``path``, else the first existing file of ``config.QUICKSTART['backbone_weights']``."""
+    candidates = [path] if path else config.QUICKSTART["backbone_weights"]
     for path in candidates:
         if (REPO / path).is_file():
             return REPO / path
     sys.exit("error: the quickstart needs the ImageNet MobileNet0.25 backbone "
-             f"(mobilenetV1X0.25_pretrain.tar); looked for {', '.join(candidates)}")
+             f"(mobilenetV1X0.25_pretrain.tar); looked for {', '.join(candidates)} "
+             "(put it there or pass --backbone_weights PATH)")
 
 
 def train_model(mode, data, folder, seed, extra=(), schedule=None):
@@ -86,7 +89,7 @@ def test_and_evaluate(weights, data, folder, label):
     return result.aps
 
 
-def run_study(out, seed=0, teacher_weights=None, control=False):
+def run_study(out, seed=0, teacher_weights=None, control=False, backbone_weights=None):
     """Train and evaluate the models; returns ``({row label: {setting: AP}}, teacher weights)``.
 
     ``control`` adds the student trained on for the distillation's epochs without a teacher,
@@ -95,7 +98,7 @@ def run_study(out, seed=0, teacher_weights=None, control=False):
     out = Path(out)
     data = out / "data"
     ensure_data(data)
-    backbone = ["--backbone_weights", find_backbone_weights()]
+    backbone = ["--backbone_weights", find_backbone_weights(backbone_weights)]
     teacher_net = config.QUICKSTART["teacher_network"]
     runs = out / f"seed{seed}"
     results = {}
@@ -128,7 +131,8 @@ def main(argv=None):
     args = parse_args(argv)
     start = time.perf_counter()
     os.makedirs(args.out, exist_ok=True)
-    results, _ = run_study(args.out, args.seed, args.teacher_weights)
+    results, _ = run_study(args.out, args.seed, args.teacher_weights,
+                            backbone_weights=args.backbone_weights)
     table = markdown_table(results)
     (Path(args.out) / "results.md").write_text(table + "\n")
     print(f"\nWIDER-format synthetic val, AP in % ({time.perf_counter() - start:.0f} s):\n\n{table}")
