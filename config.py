@@ -13,39 +13,25 @@ ANCHORS = dict(
     clip=False,
 )
 
+# RetinaFace-MobileNet0.25: the student.
+_MOBILE025 = dict(
+    backbone="mobilenet",
+    width_mult=0.25,
+    return_layers={"stage1": 1, "stage2": 2, "stage3": 3},
+    in_channels=[64, 128, 256],
+    out_channel=64,
+    backbone_weights="weights/mobilenetV1X0.25_pretrain.tar",
+    **ANCHORS,
+)
+
 NETWORKS = {
-    # RetinaFace-MobileNet0.25: the student.
-    "mobile0.25": dict(
-        backbone="mobilenet",
-        width_mult=0.25,
-        return_layers={"stage1": 1, "stage2": 2, "stage3": 3},
-        in_channels=[64, 128, 256],
-        out_channel=64,
-        backbone_weights="weights/mobilenetV1X0.25_pretrain.tar",
-        **ANCHORS,
-    ),
+    "mobile0.25": _MOBILE025,
     # RetinaFace-MobileNet0.75: the public TDKD code's teacher.
-    "mobile0.75": dict(
-        backbone="mobilenet",
-        width_mult=0.75,
-        return_layers={"stage1": 1, "stage2": 2, "stage3": 3},
-        in_channels=[192, 384, 768],
-        out_channel=64,
-        backbone_weights=None,
-        **ANCHORS,
-    ),
+    "mobile0.75": dict(_MOBILE025, width_mult=0.75, in_channels=[192, 384, 768], backbone_weights=None),
     # The quickstart's teacher: the student's ImageNet-pretrained MobileNet0.25 with a twice
     # wider FPN / SSH (2.5x the parameters). Larger backbones do not train from scratch in
     # minutes on a CPU, and no other pretrained backbone is available offline.
-    "mobile0.25-wide": dict(
-        backbone="mobilenet",
-        width_mult=0.25,
-        return_layers={"stage1": 1, "stage2": 2, "stage3": 3},
-        in_channels=[64, 128, 256],
-        out_channel=128,
-        backbone_weights="weights/mobilenetV1X0.25_pretrain.tar",
-        **ANCHORS,
-    ),
+    "mobile0.25-wide": dict(_MOBILE025, out_channel=128),
     # RetinaFace-ResNet50: the project's default teacher.
     "resnet50": dict(
         backbone="resnet50",

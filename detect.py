@@ -4,13 +4,12 @@
 """
 import argparse
 import os
-import sys
 
 import cv2
 import torch
 
 import config
-from utils.errors import TDKDError, located
+from utils.errors import TDKDError, exit_on_error, located
 from utils.inference import FaceDetector, load_detector
 from utils.visualize import draw_detections
 
@@ -63,12 +62,9 @@ def run(args):
     return counts
 
 
+@exit_on_error
 def main(argv=None):
-    try:
-        run(parse_args(argv))
-    except TDKDError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        sys.exit(2)
+    run(parse_args(argv))
 
 
 if __name__ == "__main__":

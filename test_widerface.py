@@ -8,7 +8,6 @@ Output: ``save_folder/<event>/<name>.txt``, byte-compatible with the public tool
 """
 import argparse
 import os
-import sys
 
 import cv2
 import torch
@@ -16,7 +15,7 @@ from tqdm import tqdm
 
 import config
 from utils.checkpoint import write_text_atomic
-from utils.errors import TDKDError, located
+from utils.errors import TDKDError, exit_on_error, located
 from utils.inference import FaceDetector, format_widerface, load_detector, scale_for_test
 from utils.visualize import draw_detections
 
@@ -100,12 +99,9 @@ def run(args):
     print(f"{len(names)} images: {detector.timer.summary()}")
 
 
+@exit_on_error
 def main(argv=None):
-    try:
-        run(parse_args(argv))
-    except TDKDError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        sys.exit(2)
+    run(parse_args(argv))
 
 
 if __name__ == "__main__":

@@ -12,7 +12,6 @@ for the ones without a flag of their own).
 import argparse
 import json
 import os
-import sys
 import time
 from contextlib import nullcontext
 
@@ -28,7 +27,7 @@ from models import build_model
 from models.backbone import resolve_backbone_weights
 from utils.checkpoint import load_state, load_training_checkpoint, load_weights, save_atomic, write_text_atomic
 from utils.distributed import all_ranks_agree, cleanup_distributed, init_distributed
-from utils.errors import TDKDError
+from utils.errors import TDKDError, exit_on_error
 from utils.logger import CSVLogger
 
 RECIPE_FLAGS = ("batch_size", "img_dim", "lr", "max_epoch", "num_workers", "momentum",
@@ -279,13 +278,9 @@ def run(args):
         cleanup_distributed(ctx)
 
 
+@exit_on_error
 def main(argv=None):
-    args = parse_args(argv)
-    try:
-        run(args)
-    except TDKDError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        sys.exit(2)
+    run(parse_args(argv))
 
 
 if __name__ == "__main__":

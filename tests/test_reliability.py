@@ -487,7 +487,9 @@ def test_prediction_file_with_a_bad_line_is_named_with_its_line(tmp_path, capsys
     with pytest.raises(TDKDError) as error:
         evaluation.read_predictions(str(tmp_path / "pred"))
     assert str(error.value) == f"{bad}:4: not a number in '5 6 seven 8 0.5'"
-    assert evaluation.main(["-p", str(tmp_path / "pred"), "-g", str(tmp_path / "no_gt")]) == 2
+    with pytest.raises(SystemExit) as exit_info:
+        evaluation.main(["-p", str(tmp_path / "pred"), "-g", str(tmp_path / "no_gt")])
+    assert exit_info.value.code == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and str(tmp_path / "no_gt" / "wider_face_val.mat") in err and "Traceback" not in err
 

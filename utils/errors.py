@@ -4,6 +4,9 @@ Scripts catch ``TDKDError`` at the top level and print its message as a single l
 (``path:line: what is wrong``), so users never see a traceback for a bad file.
 """
 
+import functools
+import sys
+
 _WORKER_PREFIX = "Caught TDKDError in "
 
 
@@ -26,3 +29,16 @@ def located(path, message, line=None):
     """Format ``path[:line]: message`` for a ``TDKDError``."""
     where = f"{path}:{line}" if line is not None else f"{path}"
     return f"{where}: {message}"
+
+
+def exit_on_error(main):
+    """Wrap a script's ``main``: a ``TDKDError`` ends it with one ``error: ...`` line on
+    stderr and exit status 2."""
+    @functools.wraps(main)
+    def wrapper(*args, **kwargs):
+        try:
+            return main(*args, **kwargs)
+        except TDKDError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            sys.exit(2)
+    return wrapper

@@ -41,7 +41,7 @@ from scipy.io import loadmat
 if not __package__:  # run as a script: make the repository root importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from utils.errors import TDKDError, located  # noqa: E402
+from utils.errors import TDKDError, exit_on_error, located  # noqa: E402
 
 try:
     from widerface_evaluate.box_overlaps import bbox_overlaps  # noqa: E402
@@ -386,22 +386,18 @@ def save_pr_curves(result, path_png):
     figure.savefig(path_png, dpi=120)
 
 
+@exit_on_error
 def main(argv=None):
     parser = argparse.ArgumentParser(description="WIDER FACE val AP (easy / medium / hard).")
     parser.add_argument("-p", "--pred", default="./widerface_txt/", help="folder of prediction text files")
     parser.add_argument("-g", "--gt", default="./ground_truth/", help="folder of the official .mat files")
     parser.add_argument("--curves", metavar="PATH.png", help="also save the precision-recall curves")
     args = parser.parse_args(argv)
-    try:
-        result = evaluate(args.pred, args.gt)
-    except TDKDError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
+    result = evaluate(args.pred, args.gt)
     print(format_results(result))
     if args.curves:
         save_pr_curves(result, args.curves)
-    return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()
