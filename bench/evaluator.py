@@ -21,7 +21,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from tests.test_evaluation import ref_evaluation  # noqa: E402
-from utils.errors import TDKDError  # noqa: E402
+from utils.errors import exit_on_error  # noqa: E402
 from widerface_evaluate.evaluation import (SETTINGS, evaluate, evaluate_predictions,  # noqa: E402
                                            load_ground_truth, read_predictions)
 
@@ -77,14 +77,11 @@ def best_time(function, repeats):
     return min(times), value
 
 
+@exit_on_error
 def main():
     args = parse_args()
     rng = np.random.default_rng(args.seed)
-    try:
-        gt_seconds, ground_truth = best_time(lambda: load_ground_truth(args.gt), 1)
-    except TDKDError as error:
-        print(error, file=sys.stderr)
-        sys.exit(2)
+    gt_seconds, ground_truth = best_time(lambda: load_ground_truth(args.gt), 1)
     with tempfile.TemporaryDirectory() as tmp:
         full = Path(tmp) / "full"
         num_boxes = write_prediction_set(full, ground_truth, args.boxes_per_image, rng)
