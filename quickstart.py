@@ -45,8 +45,12 @@ def run_command(args, log):
 def ensure_data(root):
     settings = config.QUICKSTART["data"]
     marker = root / "synthetic.json"
-    if marker.exists() and json.loads(marker.read_text()).get("seed") == settings["seed"]:
-        return
+    if marker.exists():
+        made = json.loads(marker.read_text())
+        if (made.get("seed"), made.get("image_size"), made.get("train", {}).get("images"),
+                made.get("val", {}).get("images")) == (settings["seed"], list(settings["image_size"]),
+                                                       settings["num_train"], settings["num_val"]):
+            return
     summary = generate_synthetic_widerface(root, settings["num_train"], settings["num_val"],
                                            settings["seed"], tuple(settings["image_size"]))
     print(f"synthetic data: {summary['train']['images']} train / {summary['val']['images']} val images "
