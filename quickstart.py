@@ -16,9 +16,11 @@ from pathlib import Path
 
 import config
 from data.synthetic import generate_synthetic_widerface
-from widerface_evaluate.evaluation import evaluate, save_pr_curves
+from utils.errors import TDKDError, exit_on_error
+from widerface_evaluate.evaluation import SETTINGS, evaluate, save_pr_curves
 
 REPO = Path(__file__).resolve().parent
+CONTROL_ROW = "student, same extra epochs without teacher"
 
 
 def parse_args(argv=None):
@@ -58,14 +60,14 @@ def ensure_data(root):
 
 
 def find_backbone_weights(path=None):
-    """``path``, else the first existing file of ``config.QUICKSTART['backbone_weights']``."""
-    candidates = [path] if path else config.QUICKSTART["backbone_weights"]
-    for path in candidates:
-        if (REPO / path).is_file():
-            return REPO / path
-    sys.exit("error: the quickstart needs the ImageNet MobileNet0.25 backbone "
-             f"(mobilenetV1X0.25_pretrain.tar); looked for {', '.join(candidates)} "
-             "(put it there or pass --backbone_weights PATH)")
+    """``path`` (relative to the working folder), else the first existing file of
+    ``config.QUICKSTART['backbone_weights']`` (relative to the repository)."""
+    candidates = [Path(path).resolve()] if path else [REPO / c for c in config.QUICKSTART["backbone_weights"]]
+    for candidate in candidates:
+        if candidate.is_file():
+            return candidate
+    raise TDKDError("the quickstart needs the ImageNet MobileNet0.25 backbone (mobilenetV1X0.25_pretrain.tar); "
+                    f"looked for {', '.join(map(str, candidates))} (put it there or pass --backbone_weights PATH)")
 
 
 def train_model(mode, data, folder, seed, extra=(), schedule=None):
@@ -101,8 +103,8 @@ def run_study(out, seed=0, teacher_weights=None, control=False, backbone_weights
     """
     out = Path(out)
     data = out / "data"
-    ensure_data(data)
     backbone = ["--backbone_weights", find_backbone_weights(backbone_weights)]
+    ensure_data(data)
     teacher_net = config.QUICKSTART["teacher_network"]
     runs = out / f"seed{seed}"
     results = {}
@@ -116,7 +118,7 @@ def run_study(out, seed=0, teacher_weights=None, control=False, backbone_weights
     if control:
         schedule = {key: config.QUICKSTART["distillation"][key] for key in ("max_epoch", "lr", "milestones")}
         train_model("student", data, runs / "student_more", seed, ["--resume_net", student], schedule)
-        results["student, same extra epochs without teacher"] = test_and_evaluate(
+        results[CONTROL_ROW] = test_and_evaluate(
             runs / "student_more" / "mobile0.25_Final.pth", data, runs / "student_more", "student, more epochs")
     train_model("distillation", data, runs / "tdkd", seed,
                 ["--teacher_network", teacher_net, "--teacher_weights", teacher_weights, "--resume_net", student])
@@ -127,10 +129,11 @@ def run_study(out, seed=0, teacher_weights=None, control=False, backbone_weights
 def markdown_table(results):
     lines = ["| model | Easy | Medium | Hard |", "|---|---|---|---|"]
     for label, aps in results.items():
-        lines.append(f"| {label} | " + " | ".join(f"{100 * aps[s]:.2f}" for s in ("easy", "medium", "hard")) + " |")
+        lines.append(f"| {label} | " + " | ".join(f"{100 * aps[s]:.2f}" for s in SETTINGS) + " |")
     return "\n".join(lines)
 
 
+@exit_on_error
 def main(argv=None):
     args = parse_args(argv)
     start = time.perf_counter()

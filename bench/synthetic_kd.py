@@ -15,9 +15,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import numpy as np  # noqa: E402
 
-from quickstart import run_study  # noqa: E402
-
-SUBSETS = ("easy", "medium", "hard")
+from quickstart import CONTROL_ROW, run_study  # noqa: E402
+from widerface_evaluate.evaluation import SETTINGS  # noqa: E402
 
 
 def main():
@@ -26,19 +25,18 @@ def main():
     p.add_argument("--out", default="outputs/quickstart")
     args = p.parse_args()
     teacher = None
-    control = "student, same extra epochs without teacher"
-    rows = {"student": [], control: [], "student + TDKD": []}
+    rows = {"student": [], CONTROL_ROW: [], "student + TDKD": []}
     for seed in args.seeds:
         results, teacher = run_study(args.out, seed, teacher, control=True)
         for label in rows:
-            rows[label].append([100 * results[label][s] for s in SUBSETS])
+            rows[label].append([100 * results[label][s] for s in SETTINGS])
     print(f"\nsynthetic val, AP in %, mean ± std over seeds {args.seeds}:\n")
     print("| model | Easy | Medium | Hard |\n|---|---|---|---|")
     for label, values in rows.items():
         values = np.array(values)
         cells = " | ".join(f"{m:.2f} ± {s:.2f}" for m, s in zip(values.mean(0), values.std(0)))
         print(f"| {label} | {cells} |")
-    for reference in ("student", control):
+    for reference in ("student", CONTROL_ROW):
         gains = np.array(rows["student + TDKD"]) - np.array(rows[reference])
         print(f"\nTDKD minus '{reference}' per seed (easy, medium, hard): "
               + "; ".join(", ".join(f"{g:+.2f}" for g in row) for row in gains))
