@@ -1,4 +1,4 @@
-"""Shared fixtures: the ../shared folder (skipped where absent) and a tiny WIDER-style set."""
+"""Shared fixtures: shipped files, the ../shared folder (skipped where absent) and a tiny WIDER-style set."""
 from pathlib import Path
 
 import cv2
@@ -15,6 +15,13 @@ def shared_file(*parts):
     path = SHARED.joinpath(*parts)
     if not path.exists():
         pytest.skip(f"{path} not available")
+    return path
+
+
+def shipped_file(*parts):
+    """A file the repository ships (weights, ground truth); it must exist in every clone."""
+    path = REPO.joinpath(*parts)
+    assert path.exists(), f"{path} is shipped with the repository but missing"
     return path
 
 

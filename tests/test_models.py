@@ -5,7 +5,7 @@ import torch
 from config import network_config
 from layers import level_counts
 from models import build_model
-from tests.conftest import shared_file
+from tests.conftest import shipped_file
 from utils.checkpoint import load_weights
 from utils.errors import TDKDError
 
@@ -16,7 +16,7 @@ def _student():
 
 @pytest.mark.parametrize("name", ["tdkd_student_base.pth", "tdkd_student_distilled.pth"])
 def test_published_checkpoints_load_strictly(name):
-    path = shared_file("weights", name)
+    path = shipped_file("weights", name)
     model = load_weights(_student(), path)
     state = torch.load(path, map_location="cpu", weights_only=True)
     assert set(model.state_dict()) == set(state)
@@ -24,7 +24,7 @@ def test_published_checkpoints_load_strictly(name):
 
 
 def test_imagenet_backbone_loads_from_module_prefixed_tar():
-    path = shared_file("weights", "mobilenetV1X0.25_pretrain.tar")
+    path = shipped_file("weights", "mobilenetV1X0.25_pretrain.tar")
     model = build_model(network_config("mobile0.25"), backbone_weights=str(path))
     state = torch.load(path, map_location="cpu", weights_only=True)["state_dict"]
     assert torch.equal(model.body.stage2[3][3].weight, state["module.stage2.3.3.weight"])
@@ -48,7 +48,7 @@ def test_output_shapes_follow_the_priors(height, width):
 
 
 def test_published_student_finds_no_face_in_a_flat_image():
-    model = load_weights(_student(), shared_file("weights", "tdkd_student_base.pth"))
+    model = load_weights(_student(), shipped_file("weights", "tdkd_student_base.pth"))
     with torch.no_grad():
         _, scores, _ = model.predict(torch.zeros(1, 3, 320, 320))
     assert scores[0, :, 1].max() < 0.5

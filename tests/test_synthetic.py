@@ -10,7 +10,7 @@ import scipy.io
 
 from data.synthetic import generate_synthetic_widerface, keep_list, main
 from data.synthetic_faces import Face, draw_face
-from tests.conftest import shared_file
+from tests.conftest import shipped_file
 from utils.errors import TDKDError
 
 SMALL = dict(num_train=10, num_val=10, image_size=(320, 560))
@@ -111,7 +111,7 @@ def signature(value):
 
 
 def test_mat_structure_mirrors_the_official_ground_truth(runs):
-    official_dir = shared_file("widerface", "ground_truth")
+    official_dir = shipped_file("widerface_evaluate", "ground_truth")
     ours_dir = runs["a"] / "val" / "ground_truth"
     for name in MAT_FILES:
         official = scipy.io.loadmat(official_dir / name)

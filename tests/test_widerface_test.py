@@ -5,7 +5,7 @@ import torch
 
 import detect
 import test_widerface
-from tests.conftest import shared_file
+from tests.conftest import shared_file, shipped_file
 from utils.box_utils import decode, decode_landm
 from utils.inference import FaceDetector, load_detector, scale_for_test
 
@@ -66,7 +66,7 @@ def crowd():
 
 @pytest.mark.parametrize("weights", ["tdkd_student_base.pth", "tdkd_student_distilled.pth"])
 def test_detections_equal_the_public_pipeline(crowd, weights):
-    model, cfg = load_detector(shared_file("weights", weights))
+    model, cfg = load_detector(shipped_file("weights", weights))
     detector = FaceDetector(model, cfg)
     for resize in (1, scale_for_test(*crowd.shape[:2])):
         dets, landms = detector(crowd, resize)
@@ -99,7 +99,7 @@ def _val_set(tmp_path, crowd):
 def test_test_widerface_writes_the_public_format(tmp_path, crowd, origin):
     folder = _val_set(tmp_path, crowd)
     out = tmp_path / "pred"
-    test_widerface.main(["-m", str(shared_file("weights", "tdkd_student_distilled.pth")), "--cpu",
+    test_widerface.main(["-m", str(shipped_file("weights", "tdkd_student_distilled.pth")), "--cpu",
                          "--dataset_folder", folder, "--save_folder", str(out) + "/", *origin])
     lines = (out / "0--Crowd" / "0_Crowd_photo_1.txt").read_text().split("\n")
     assert lines[0] == "0_Crowd_photo_1"
@@ -124,14 +124,14 @@ def test_missing_image_is_named(tmp_path, crowd):
     folder = _val_set(tmp_path, crowd)
     (tmp_path / "val" / "wider_val.txt").write_text("/0--Crowd/missing.jpg\n")
     with pytest.raises(SystemExit):
-        test_widerface.main(["-m", str(shared_file("weights", "tdkd_student_base.pth")), "--cpu",
+        test_widerface.main(["-m", str(shipped_file("weights", "tdkd_student_base.pth")), "--cpu",
                              "--dataset_folder", folder, "--save_folder", str(tmp_path / "p")])
 
 
 def test_detect_counts_and_saves(tmp_path, crowd):
     image = tmp_path / "crowd.jpg"
     cv2.imwrite(str(image), crowd)
-    counts = detect.run(detect.parse_args([str(image), "-m", str(shared_file("weights", "tdkd_student_distilled.pth")),
+    counts = detect.run(detect.parse_args([str(image), "-m", str(shipped_file("weights", "tdkd_student_distilled.pth")),
                                            "--cpu", "--save_folder", str(tmp_path / "out"), "--vis_thres", "0.5"]))
     assert counts[str(image)] >= 20
     drawn = cv2.imread(str(tmp_path / "out" / "crowd.jpg"))
