@@ -5,6 +5,15 @@
 them for one run and applies command-line overrides, so scripts never hard-code values.
 """
 import copy
+import os
+
+REPO = os.path.dirname(os.path.abspath(__file__))
+
+
+def repo_path(relative):
+    """A path of a file shipped with the repository, independent of the working folder."""
+    return os.path.join(REPO, relative)
+
 
 ANCHORS = dict(
     min_sizes=[[16, 32], [64, 128], [256, 512]],
@@ -58,34 +67,61 @@ COMMON = dict(
     num_workers=4,
     seed=0,
     save_interval=10,
+    # train.py --val_dataset: evaluate every val_interval epochs (and after the last), at the
+    # images' own size (the SPEC 7 test scale costs ~10x more; test_widerface.py gives the
+    # final numbers); the best Hard AP's weights are kept as <network>_best.pth.
+    val_interval=5,
+    val_origin_size=True,
     # Loss weights: total = sum(weight[name] * loss[name]).
     loss_weights=dict(loc=2.0, conf=1.0, landm=1.0),
 )
 
-_FROM_SCRATCH = dict(batch_size=32, lr=1e-3, max_epoch=250, milestones=[190, 220], img_dim=640)
+# Named schedules ("recipes"); a mode picks one by default, ``--recipe NAME`` picks another.
+RECIPES = {
+    # The public TDKD train.py: --mode student from ImageNet, and --mode distillation.
+    "tdkd": dict(batch_size=32, lr=0.02, max_epoch=80, milestones=[55, 68], img_dim=640),
+    # Pytorch_Retinaface's RetinaFace-MobileNet0.25 (cfg_mnet).
+    "retinaface": dict(batch_size=32, lr=1e-3, max_epoch=250, milestones=[190, 220], img_dim=640),
+    # Pytorch_Retinaface's RetinaFace-ResNet50 (cfg_re50).
+    "retinaface-resnet50": dict(batch_size=24, lr=1e-3, max_epoch=100, milestones=[70, 90], img_dim=840),
+}
 
 TRAINING = {
-    "student": dict(_FROM_SCRATCH),
+    "student": dict(recipe="tdkd"),
+    # The public code's --mode teacher crashes, so no teacher recipe is published with TDKD;
+    # teachers use the RetinaFace recipe of their size.
     "teacher": {
-        "resnet50": dict(batch_size=24, lr=1e-3, max_epoch=100, milestones=[70, 90], img_dim=840),
-        "mobile0.75": dict(_FROM_SCRATCH),
-        "mobile0.25": dict(_FROM_SCRATCH),
-        "mobile0.25-wide": dict(_FROM_SCRATCH),
+        "resnet50": dict(recipe="retinaface-resnet50"),
+        "mobile0.75": dict(recipe="retinaface"),
+        "mobile0.25": dict(recipe="retinaface"),
+        "mobile0.25-wide": dict(recipe="retinaface"),
     },
     "distillation": dict(
-        batch_size=32,
-        lr=0.02,
-        max_epoch=80,
-        milestones=[55, 68],
-        img_dim=640,
+        recipe="tdkd",
         distill_negpos_ratio=3,
         probability_range=[0.1, 0.9],
-        loss_weights=dict(loc=2.0, conf=1.0, landm=1.0, feature=1.0, probability=50.0),
+        # Distillation terms (layers.distiller.TERMS): a zero weight turns a term off. The paper's
+        # TDKD is feature + probability; the others are the ablation's baselines (bench/ablation.py).
+        loss_weights=dict(loc=2.0, conf=1.0, landm=1.0, feature=1.0, probability=50.0,
+                          feature_coupled=0.0, fitnet=0.0, hinton=0.0),
+        feature_tasks=["cls", "reg"],  # task features imitated by the 'feature' term
+        hinton_temperature=4.0,
+        # false: adapters frozen at their random initialisation, as in the public code (README).
+        train_adapters=True,
     ),
 }
 
 DEFAULT_NETWORK = {"student": "mobile0.25", "teacher": "resnet50", "distillation": "mobile0.25"}
 DEFAULT_TEACHER = "resnet50"
+
+# Shipped weights (README, model zoo), relative to the repository.
+STUDENT_BASE_WEIGHTS = "weights/tdkd_student_base.pth"
+STUDENT_DISTILLED_WEIGHTS = "weights/tdkd_student_distilled.pth"
+# The student a distillation starts from unless --resume_net says otherwise, as the public
+# train.py starts from ./base.pth.
+DISTILLATION_START = STUDENT_BASE_WEIGHTS
+# What detect.py, test_widerface.py and the detector API load unless told otherwise.
+DEFAULT_DETECTOR = STUDENT_DISTILLED_WEIGHTS
 
 
 def network_config(name, activation=None):
@@ -100,15 +136,22 @@ def network_config(name, activation=None):
     return cfg
 
 
-def training_config(mode, network):
-    """The training recipe of ``mode`` for ``network`` (common settings included)."""
+def training_config(mode, network, recipe=None):
+    """The settings of ``mode`` for ``network``: common settings, the schedule of ``recipe``
+    (default: the mode's own, ``TRAINING``) and the mode's other settings."""
     if mode not in TRAINING:
         raise KeyError(f"unknown mode '{mode}': choose one of {sorted(TRAINING)}")
-    recipe = TRAINING[mode]
+    settings = TRAINING[mode]
     if mode == "teacher":
-        recipe = recipe.get(network, _FROM_SCRATCH)
+        settings = settings.get(network, dict(recipe="retinaface"))
+    settings = copy.deepcopy(settings)
+    recipe = recipe or settings.pop("recipe")
+    settings.pop("recipe", None)
+    if recipe not in RECIPES:
+        raise KeyError(f"unknown recipe '{recipe}': choose one of {sorted(RECIPES)}")
     cfg = copy.deepcopy(COMMON)
-    cfg.update(copy.deepcopy(recipe))
+    cfg.update(copy.deepcopy(RECIPES[recipe]), recipe=recipe)
+    cfg.update(settings)
     return cfg
 
 

@@ -1,64 +1,155 @@
-"""Detect faces in one image or a folder and save the images with boxes, scores and landmarks.
+"""Detect faces in an image or a folder; save each image with its boxes, scores and landmarks.
 
-    python detect.py -m weights/tdkd_student_distilled.pth photo.jpg --save_folder detections/
+    python detect.py photo.jpg                          # shipped distilled student -> detections/photo.jpg
+    python detect.py photos/ --recursive --save_json    # every image below photos/, + detections.json
+    python detect.py photo.jpg -m weights/mobile0.25_Final.pth --save_folder out/
+
+Defaults are those of the public detect.py (Pytorch_Retinaface, as used by TDKD): keep scores
+> 0.02, top 5000, NMS at IoU 0.4, keep 750, draw and count faces scoring >= 0.6, image at its
+own size. test_widerface.py and the Python API (detector.py) use NMS 0.3 (SPEC section 7).
+
+Photos are never overwritten: a --save_folder where an output would replace an input is
+refused. An image that cannot be read is skipped; the skipped files are listed at the end and
+the exit status is then 2. An empty folder is an error.
 """
 import argparse
+import json
 import os
+import sys
 
 import cv2
 import torch
 
 import config
+from detector import DEFAULT_WEIGHTS, FaceDetector, Faces, load_detector
+from utils.checkpoint import write_text_atomic
+from utils.cli import HelpFormatter
 from utils.errors import TDKDError, exit_on_error, located
-from utils.inference import FaceDetector, load_detector
 from utils.visualize import draw_detections
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
+JSON_NAME = "detections.json"
 
 
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=HelpFormatter)
     p.add_argument("input", help="an image or a folder of images")
-    p.add_argument("-m", "--trained_model", default="./weights/mobile0.25_Final.pth")
+    p.add_argument("-m", "--trained_model", default=DEFAULT_WEIGHTS,
+                   help=f"weights; default: this repository's {config.DEFAULT_DETECTOR} (the published "
+                        "distilled TDKD student), wherever detect.py is run from")
     p.add_argument("--network", choices=sorted(config.NETWORKS), help="default: from the weights' JSON, else mobile0.25")
-    p.add_argument("--activation", choices=config.ACTIVATIONS)
+    p.add_argument("--activation", choices=config.ACTIVATIONS, help="default: from the weights' JSON, else relu")
     p.add_argument("--cpu", action="store_true", help="same as --device cpu")
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    p.add_argument("--save_folder", default="./detections/")
-    p.add_argument("--confidence_threshold", type=float, default=0.02)
-    p.add_argument("--top_k", type=int, default=5000)
-    p.add_argument("--nms_threshold", type=float, default=0.4)
-    p.add_argument("--keep_top_k", type=int, default=750)
-    p.add_argument("--vis_thres", type=float, default=0.6, help="score needed to draw and count a face")
+    p.add_argument("--save_folder", default="./detections/",
+                   help="where the drawn images (same names, subfolders mirrored) and --save_json go")
+    p.add_argument("-s", "--save_image", action=argparse.BooleanOptionalAction, default=True,
+                   help="save the images with detections drawn (public spelling; --no-save_image with "
+                        "--save_json writes the JSON only)")
+    p.add_argument("--save_json", action="store_true",
+                   help=f"write every image's faces (box, score, 5 landmarks) to SAVE_FOLDER/{JSON_NAME}")
+    p.add_argument("--recursive", action="store_true", help="also the images in subfolders of a folder input")
+    p.add_argument("--confidence_threshold", type=float, default=0.02, help="public detect.py: 0.02")
+    p.add_argument("--top_k", type=int, default=5000, help="public detect.py: 5000")
+    p.add_argument("--nms_threshold", type=float, default=0.4,
+                   help="public detect.py: 0.4 (test_widerface.py and detector.py: 0.3)")
+    p.add_argument("--keep_top_k", type=int, default=750, help="public detect.py: 750")
+    p.add_argument("--vis_thres", type=float, default=0.6,
+                   help="score needed to draw, count and list (--save_json) a face; public detect.py: 0.6")
     return p.parse_args(argv)
 
 
-def list_images(path):
-    if os.path.isdir(path):
-        files = sorted(f for f in os.listdir(path) if f.lower().endswith(IMAGE_EXTENSIONS))
-        return [os.path.join(path, f) for f in files]
+def list_images(path, recursive=False, skip=None):
+    """``(folder, sorted relative paths)`` of the images to process; a file is its own list.
+
+    ``skip`` is a folder left out of a recursive walk (the save folder when it lies inside).
+    """
+    path = os.fspath(path)
     if os.path.isfile(path):
-        return [path]
-    raise TDKDError(located(path, "no such image or folder"))
+        return os.path.dirname(path), [os.path.basename(path)]
+    if not os.path.isdir(path):
+        raise TDKDError(located(path, "no such image or folder"))
+    found = []
+    for folder, subfolders, files in os.walk(path):
+        subfolders[:] = [d for d in subfolders if not _same_folder(os.path.join(folder, d), skip)]
+        found += [os.path.relpath(os.path.join(folder, f), path) for f in files if f.lower().endswith(IMAGE_EXTENSIONS)]
+        if not recursive:
+            break
+    if not found:
+        hint = "" if recursive else "; --recursive looks in subfolders too"
+        raise TDKDError(located(path, f"no images ({', '.join(IMAGE_EXTENSIONS)}) in this folder{hint}"))
+    return path, sorted(found)
+
+
+def _same_folder(a, b):
+    return b is not None and os.path.realpath(a) == os.path.realpath(b)
+
+
+def _file_id(path):
+    stat = os.stat(path)
+    return stat.st_dev, stat.st_ino
+
+
+def refuse_overwriting(inputs, outputs):
+    """A ``TDKDError`` if any output path is an input file (same path, link or hard link)."""
+    real = {os.path.realpath(p) for p in inputs}
+    ids = {_file_id(p) for p in inputs if os.path.exists(p)}
+    for out in outputs:
+        if os.path.realpath(out) in real or (os.path.exists(out) and _file_id(out) in ids):
+            raise TDKDError(located(out, "would overwrite an input image; choose another --save_folder"))
+
+
+def write_image(path, image):
+    """``cv2.imwrite`` into a folder made on demand; False where the image could not be written."""
+    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+    try:
+        return cv2.imwrite(path, image)
+    except cv2.error:
+        return False
 
 
 def run(args):
+    """Process every image; returns ``{input path: faces drawn}`` of the images saved."""
+    if os.path.isdir(args.input) and _same_folder(args.input, args.save_folder):
+        raise TDKDError(located(args.save_folder, "--save_folder is the input folder: the drawn images would "
+                                                  "replace the photos; choose another folder"))
+    root, names = list_images(args.input, args.recursive, skip=args.save_folder)
+    inputs = [os.path.join(root, name) for name in names]
+    outputs = [os.path.join(args.save_folder, name) for name in names]
+    json_path = os.path.join(args.save_folder, JSON_NAME)
+    refuse_overwriting(inputs, (outputs if args.save_image else []) + ([json_path] if args.save_json else []))
+
     device = "cpu" if args.cpu else args.device
     model, cfg = load_detector(args.trained_model, args.network, args.activation, device)
     detector = FaceDetector(model, cfg, device, args.confidence_threshold, args.top_k,
                             args.nms_threshold, args.keep_top_k)
-    os.makedirs(args.save_folder, exist_ok=True)
-    counts = {}
-    for path in list_images(args.input):
+    counts, results, failed = {}, {}, []
+    for name, path, out in zip(names, inputs, outputs):
         image = cv2.imread(path, cv2.IMREAD_COLOR)
         if image is None:
-            raise TDKDError(located(path, "cannot read image (missing or corrupt)"))
+            failed.append(located(path, "cannot read image (missing or corrupt)"))
+            continue
         dets, landms = detector(image)
         canvas, count = draw_detections(image, dets, landms, args.vis_thres)
-        out = os.path.join(args.save_folder, os.path.basename(path))
-        cv2.imwrite(out, canvas)
+        if args.save_image and not write_image(out, canvas):
+            failed.append(located(out, "cannot write the drawn image"))
+            continue
         counts[path] = count
-        print(f"{path}: {count} faces (score >= {args.vis_thres}) -> {out}")
+        faces = Faces.from_arrays(dets, landms)
+        results[name.replace(os.sep, "/")] = dict(height=image.shape[0], width=image.shape[1],
+                                                  faces=faces[faces.scores >= args.vis_thres].to_list())
+        print(f"{path}: {count} faces (score >= {args.vis_thres})" + (f" -> {out}" if args.save_image else ""))
+    if args.save_json:
+        settings = {k: getattr(args, k) for k in ("confidence_threshold", "top_k", "nms_threshold", "keep_top_k",
+                                                  "vis_thres")}
+        report = dict(weights=str(args.trained_model), settings=settings, images=results, failed=failed)
+        write_text_atomic(json.dumps(report, indent=1), json_path)
+        print(f"{len(results)} images -> {json_path}")
+    detector.warn_dropped(args.trained_model)
+    if failed:
+        print("\n".join(f"skipped {line}" for line in failed), file=sys.stderr)
+        raise TDKDError(f"{len(failed)} of {len(names)} images failed (listed above); the other "
+                        f"{len(names) - len(failed)} were processed")
     return counts
 
 

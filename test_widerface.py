@@ -1,4 +1,4 @@
-"""Run a trained detector over the WIDER FACE val list and write the official text files.
+r"""Run a trained detector over the WIDER FACE val list and write the official text files.
 
     python test_widerface.py -m weights/tdkd_student_distilled.pth --network mobile0.25 \
         --dataset_folder ./data/widerface/val/images/ --save_folder ./widerface_evaluate/widerface_txt/
@@ -15,8 +15,10 @@ from tqdm import tqdm
 
 import config
 from utils.checkpoint import write_text_atomic
+from utils.cli import HelpFormatter
 from utils.errors import TDKDError, exit_on_error, located
-from utils.inference import FaceDetector, format_widerface, load_detector, scale_for_test
+from detector import FaceDetector, load_detector
+from utils.inference import format_widerface, scale_for_test
 from utils.visualize import draw_detections
 
 
@@ -31,24 +33,26 @@ def str2bool(value):
 
 
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("-m", "--trained_model", default="./weights/mobile0.25_Final.pth")
-    p.add_argument("--network", choices=sorted(config.NETWORKS), help="default: from the weights' JSON, else mobile0.25")
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=HelpFormatter)
+    p.add_argument("-m", "--trained_model", default=config.repo_path(config.DEFAULT_DETECTOR),
+                   help=f"weights to test (default: {config.DEFAULT_DETECTOR} in the repository, the published TDKD student)")
+    p.add_argument("--network", choices=sorted(config.NETWORKS),
+                   help="network of the weights (default: from the weights' JSON, else mobile0.25)")
     p.add_argument("--activation", choices=config.ACTIVATIONS,
                    help="'leaky' for the older RetinaFace checkpoints (default: from the weights' JSON, else relu)")
     p.add_argument("--origin_size", nargs="?", const=True, default=False, type=str2bool,
                    help="test at the original image size")
-    p.add_argument("--save_folder", default="./widerface_evaluate/widerface_txt/")
+    p.add_argument("--save_folder", default="./widerface_evaluate/widerface_txt/", help="where the text files go")
     p.add_argument("--cpu", action="store_true", help="same as --device cpu")
-    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    p.add_argument("--dataset_folder", default="./data/widerface/val/images/")
+    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu", help="cpu or cuda[:N]")
+    p.add_argument("--dataset_folder", default="./data/widerface/val/images/", help="WIDER FACE val images")
     p.add_argument("--list", help="val list (default: the dataset folder with images/ replaced by wider_val.txt)")
-    p.add_argument("--confidence_threshold", type=float, default=0.02)
-    p.add_argument("--top_k", type=int, default=5000)
-    p.add_argument("--nms_threshold", type=float, default=0.3)
-    p.add_argument("--keep_top_k", type=int, default=750)
+    p.add_argument("--confidence_threshold", type=float, default=0.02, help="keep scores above this (SPEC 7)")
+    p.add_argument("--top_k", type=int, default=5000, help="best candidates kept before NMS")
+    p.add_argument("--nms_threshold", type=float, default=0.3, help="NMS IoU (public test_widerface.py)")
+    p.add_argument("--keep_top_k", type=int, default=750, help="detections kept after NMS")
     p.add_argument("-s", "--save_image", action="store_true", help="save images with detections drawn")
-    p.add_argument("--vis_thres", type=float, default=0.5)
+    p.add_argument("--vis_thres", type=float, default=0.5, help="score needed to draw a face (--save_image)")
     p.add_argument("--vis_folder", default="./results/", help="where --save_image writes")
     return p.parse_args(argv)
 
@@ -73,29 +77,38 @@ def read_val_list(path):
     return names
 
 
+def write_predictions(detector, dataset_folder, names, save_folder, origin_size=False, vis_folder=None,
+                      vis_thres=0.5, progress=True):
+    """Detect faces in every listed image and write ``save_folder/<event>/<name>.txt``; with
+    ``vis_folder``, also the drawn images. Each file is complete or absent (atomic writes)."""
+    for name in tqdm(names, desc="test_widerface", dynamic_ncols=True, disable=not progress):
+        relative = name.lstrip("/")
+        image_path = os.path.join(dataset_folder, relative)
+        image = cv2.imread(image_path, cv2.IMREAD_COLOR)
+        if image is None:
+            raise TDKDError(located(image_path, "cannot read image (missing or corrupt)"))
+        resize = scale_for_test(*image.shape[:2], origin_size=origin_size)
+        dets, landms = detector(image, resize)
+        stem = os.path.splitext(relative)[0]
+        # Temporary files go to the save folder's top, which the evaluator does not read.
+        write_text_atomic(format_widerface(os.path.basename(stem), dets),
+                          os.path.join(save_folder, stem + ".txt"), tmp_folder=save_folder)
+        if vis_folder:
+            canvas, _ = draw_detections(image, dets, landms, vis_thres)
+            out = os.path.join(vis_folder, relative)
+            os.makedirs(os.path.dirname(out), exist_ok=True)
+            cv2.imwrite(out, canvas)
+
+
 def run(args):
     device = "cpu" if args.cpu else args.device
     model, cfg = load_detector(args.trained_model, args.network, args.activation, device)
     detector = FaceDetector(model, cfg, device, args.confidence_threshold, args.top_k,
                             args.nms_threshold, args.keep_top_k)
     names = read_val_list(val_list_path(args.dataset_folder, args.list))
-    for name in tqdm(names, desc="test_widerface", dynamic_ncols=True):
-        relative = name.lstrip("/")
-        image_path = os.path.join(args.dataset_folder, relative)
-        image = cv2.imread(image_path, cv2.IMREAD_COLOR)
-        if image is None:
-            raise TDKDError(located(image_path, "cannot read image (missing or corrupt)"))
-        resize = scale_for_test(*image.shape[:2], origin_size=args.origin_size)
-        dets, landms = detector(image, resize)
-        stem = os.path.splitext(relative)[0]
-        # Temporary files go to the save folder's top, which the evaluator does not read.
-        write_text_atomic(format_widerface(os.path.basename(stem), dets),
-                          os.path.join(args.save_folder, stem + ".txt"), tmp_folder=args.save_folder)
-        if args.save_image:
-            canvas, _ = draw_detections(image, dets, landms, args.vis_thres)
-            out = os.path.join(args.vis_folder, relative)
-            os.makedirs(os.path.dirname(out), exist_ok=True)
-            cv2.imwrite(out, canvas)
+    write_predictions(detector, args.dataset_folder, names, args.save_folder, args.origin_size,
+                      args.vis_folder if args.save_image else None, args.vis_thres)
+    detector.warn_dropped(args.trained_model)
     print(f"{len(names)} images: {detector.timer.summary()}")
 
 

@@ -1,4 +1,4 @@
-"""Train a RetinaFace teacher, a student alone, or a student distilled with TDKD.
+r"""Train a RetinaFace teacher, a student alone, or a student distilled with TDKD.
 
     python train.py --mode student --training_dataset data/widerface/train/label.txt
     python train.py --mode teacher --network resnet50 --backbone_weights weights/resnet50-0676ba61.pth
@@ -11,6 +11,7 @@ for the ones without a flag of their own).
 """
 import argparse
 import json
+import math
 import os
 import time
 from contextlib import nullcontext
@@ -22,54 +23,93 @@ from tqdm import tqdm
 
 import config
 from data import TrainTransform, WiderFaceDetection, detection_collate
-from layers import MultiBoxLoss, TaskDecoupledDistiller, level_shapes, prior_boxes
+from detector import FaceDetector
+from layers import MultiBoxLoss, build_distiller, level_shapes, prior_boxes
 from models import build_model
 from models.backbone import resolve_backbone_weights
+from test_widerface import read_val_list, write_predictions
 from utils.checkpoint import load_state, load_training_checkpoint, load_weights, save_atomic, write_text_atomic
+from utils.cli import HelpFormatter
 from utils.distributed import all_ranks_agree, cleanup_distributed, init_distributed
-from utils.errors import TDKDError, exit_on_error
-from utils.logger import CSVLogger
+from utils.errors import TDKDError, exit_on_error, located
+from utils.logger import CSVLogger, read_log
 
 RECIPE_FLAGS = ("batch_size", "img_dim", "lr", "max_epoch", "num_workers", "momentum",
-                "weight_decay", "gamma", "milestones", "seed", "save_interval")
+                "weight_decay", "gamma", "milestones", "seed", "save_interval", "val_interval")
+
+
+def _recipe_default(key):
+    """How the default of a recipe flag is chosen, for ``--help``."""
+    schedules = ", ".join(f"{name} {recipe[key]}" for name, recipe in config.RECIPES.items())
+    return f"the recipe's ({schedules})"
 
 
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--mode", choices=sorted(config.TRAINING), default="student")
-    p.add_argument("--network", choices=sorted(config.NETWORKS), help="network to train (default: mobile0.25; resnet50 in teacher mode)")
-    p.add_argument("--activation", choices=config.ACTIVATIONS, help="activation of the trained network (default relu)")
-    p.add_argument("--teacher_network", choices=sorted(config.NETWORKS), default=config.DEFAULT_TEACHER)
-    p.add_argument("--teacher_activation", choices=config.ACTIVATIONS)
-    p.add_argument("--teacher_weights", help="trained teacher (distillation mode)")
-    p.add_argument("--training_dataset", default="./data/widerface/train/label.txt")
-    p.add_argument("--backbone_weights", help="ImageNet weights of the backbone (local file)")
-    p.add_argument("--resume_net", help="initial weights of the trained network (plain state dict)")
-    p.add_argument("--resume", help="full training checkpoint to continue from")
-    p.add_argument("--save_folder", default="./weights/")
-    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=HelpFormatter)
+    p.add_argument("--mode", choices=sorted(config.TRAINING), default="student", help="what to train")
+    p.add_argument("--network", choices=sorted(config.NETWORKS),
+                   help="network to train (default: resnet50 in teacher mode, else mobile0.25)")
+    p.add_argument("--activation", choices=config.ACTIVATIONS, default=config.DEFAULT_ACTIVATION,
+                   help="activation of the trained network")
+    p.add_argument("--recipe", choices=sorted(config.RECIPES),
+                   help="schedule (batch, lr, epochs, milestones, size); default: the mode's, config.TRAINING "
+                        "(student and distillation: tdkd; teacher: retinaface, retinaface-resnet50 for resnet50)")
+    p.add_argument("--teacher_network", choices=sorted(config.NETWORKS), default=config.DEFAULT_TEACHER,
+                   help="network of --teacher_weights")
+    p.add_argument("--teacher_activation", choices=config.ACTIVATIONS, default=config.DEFAULT_ACTIVATION,
+                   help="activation of the teacher")
+    p.add_argument("--teacher_weights", help="trained teacher, with task heads (distillation mode; required)")
+    p.add_argument("--training_dataset", default="./data/widerface/train/label.txt",
+                   help="label.txt in the RetinaFace format, images/ beside it")
+    p.add_argument("--backbone_weights",
+                   help="ImageNet weights of the backbone (local file), or 'none' to train it from scratch; "
+                        "default: the network's file in config.NETWORKS (weights/...), an error if it is missing")
+    p.add_argument("--resume_net",
+                   help="initial weights of the trained network (plain state dict); default in distillation "
+                        f"mode: {config.DISTILLATION_START} (the published base student, as the public code's ./base.pth)")
+    p.add_argument("--resume", help="full training checkpoint (checkpoint_last.pth) to continue from")
+    p.add_argument("--save_folder", default="./weights/", help="where logs, checkpoints and weights go")
+    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu", help="cpu or cuda[:N]")
+    p.add_argument("--ngpu", type=int, default=1,
+                   help="the public code's DataParallel GPU count; here only 1 is accepted: use torchrun for more")
     p.add_argument("--amp", action="store_true", help="mixed precision (float16 on CUDA, bfloat16 on CPU)")
     p.add_argument("--max_iter", type=int, help="stop after this many iterations (smoke tests, benchmarks)")
-    p.add_argument("--batch_size", type=int, help="global batch, split over the processes")
-    p.add_argument("--img_dim", type=int)
-    p.add_argument("--lr", "--learning_rate", dest="lr", type=float)
-    p.add_argument("--max_epoch", type=int)
-    p.add_argument("--milestones", type=int, nargs="+", help="epochs where the lr is multiplied by gamma")
-    p.add_argument("--num_workers", type=int)
-    p.add_argument("--momentum", type=float)
-    p.add_argument("--weight_decay", type=float)
-    p.add_argument("--gamma", type=float)
-    p.add_argument("--seed", type=int)
-    p.add_argument("--save_interval", type=int, help="write a resumable checkpoint every N epochs")
+    p.add_argument("-b", "--batch_size", type=int,
+                   help="global batch, split over the processes; default: " + _recipe_default("batch_size"))
+    p.add_argument("--img_dim", type=int, help="training image size; default: " + _recipe_default("img_dim"))
+    p.add_argument("--lr", "--learning_rate", "--learning-rate", dest="lr", type=float,
+                   help="initial learning rate; default: " + _recipe_default("lr"))
+    p.add_argument("--max_epoch", type=int, help="default: " + _recipe_default("max_epoch"))
+    p.add_argument("--milestones", type=int, nargs="+",
+                   help="epochs where the lr is multiplied by gamma; default: " + _recipe_default("milestones"))
+    p.add_argument("--num_workers", type=int, help=f"data loader processes; default: {config.COMMON['num_workers']}")
+    p.add_argument("--momentum", type=float, help=f"default: {config.COMMON['momentum']}")
+    p.add_argument("--weight_decay", type=float, help=f"default: {config.COMMON['weight_decay']}")
+    p.add_argument("--gamma", type=float, help=f"lr factor at each milestone; default: {config.COMMON['gamma']}")
+    p.add_argument("--seed", type=int, help=f"default: {config.COMMON['seed']}")
+    p.add_argument("--save_interval", type=int,
+                   help=f"write a resumable checkpoint every N epochs; default: {config.COMMON['save_interval']}")
+    p.add_argument("--val_dataset", metavar="FOLDER",
+                   help="validation set in WIDER layout (images/, wider_val.txt, ground_truth/): APs to "
+                        "val_log.csv, best Hard AP kept as <network>_best.pth")
+    p.add_argument("--val_interval", type=int,
+                   help=f"validate every N epochs and after the last; default: {config.COMMON['val_interval']}")
     p.add_argument("--set", nargs="+", default=[], metavar="KEY=VALUE",
                    help="override any other setting of config.py, e.g. loss_weights.probability=25")
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    if args.ngpu != 1:
+        raise TDKDError(f"--ngpu {args.ngpu}: multi-GPU training runs through DistributedDataParallel; "
+                        f"use 'torchrun --nproc_per_node={args.ngpu} train.py ...' instead")
+    return args
 
 
 def build_run_config(args):
     """Network settings and training recipe for this run, with every override applied."""
     network = args.network or config.DEFAULT_NETWORK[args.mode]
-    cfg = config.training_config(args.mode, network)
+    try:
+        cfg = config.training_config(args.mode, network, args.recipe)
+    except KeyError as exc:
+        raise TDKDError(exc.args[0]) from None
     for name in RECIPE_FLAGS:
         if getattr(args, name) is not None:
             cfg[name] = getattr(args, name)
@@ -94,7 +134,7 @@ class Trainer:
         self.teacher = self._build_teacher() if self.mode == "distillation" else None
         self.model = self._build_model().to(ctx.device)
         self.distiller = self._build_distiller()
-        params = list(self.model.parameters()) + (list(self.distiller.parameters()) if self.distiller else [])
+        params = list(self.model.parameters()) + [p for p in self._distiller_parameters() if p.requires_grad]
         self.optimizer = torch.optim.SGD(params, lr=self.cfg["lr"], momentum=self.cfg["momentum"],
                                          weight_decay=self.cfg["weight_decay"])
         self.scheduler = torch.optim.lr_scheduler.MultiStepLR(self.optimizer, self.cfg["milestones"], self.cfg["gamma"])
@@ -110,13 +150,21 @@ class Trainer:
         self.autocast = (lambda: torch.autocast(ctx.device.type, dtype=amp_dtype)) if args.amp else nullcontext
         self.scaler = torch.amp.GradScaler("cuda", enabled=args.amp and ctx.device.type == "cuda")
         self.train_model = self._wrap(self.model)
-        self.train_distiller = self._wrap(self.distiller) if self.distiller else None
+        trainable = any(p.requires_grad for p in self._distiller_parameters())
+        self.train_distiller = self._wrap(self.distiller) if trainable else self.distiller
         self.logger = CSVLogger(self._path("train_log.csv"), self.start_epoch if args.resume else None) if ctx.is_main else None
+        self.validator = Validator(self, args.val_dataset) if args.val_dataset else None
 
     def _build_model(self):
-        if self.args.resume_net:
+        resume_net = self.args.resume_net
+        if resume_net is None and self.mode == "distillation" and not self.args.resume:
+            resume_net = config.repo_path(config.DISTILLATION_START)
+            if not os.path.isfile(resume_net):
+                raise TDKDError(f"{resume_net}: the published base student, where --mode distillation starts by "
+                                "default, is missing; pass --resume_net PATH (a student trained with --mode student)")
+        if resume_net:
             model = build_model(self.net_cfg, task_heads=self.mode == "teacher")
-            return load_weights(model, self.args.resume_net)
+            return load_weights(model, resume_net)
         weights = resolve_backbone_weights(self.net_cfg, self.args.backbone_weights)
         return build_model(self.net_cfg, task_heads=self.mode == "teacher", backbone_weights=weights)
 
@@ -131,11 +179,11 @@ class Trainer:
     def _build_distiller(self):
         if self.teacher is None:
             return None
-        distiller = TaskDecoupledDistiller(
-            self.net_cfg["out_channel"], self.teacher_cfg["out_channel"],
-            negpos_ratio=self.cfg["distill_negpos_ratio"], probability_range=self.cfg["probability_range"],
-        )
+        distiller = build_distiller(self.cfg, self.net_cfg["out_channel"], self.teacher_cfg["out_channel"])
         return distiller.to(self.ctx.device)
+
+    def _distiller_parameters(self):
+        return list(self.distiller.parameters()) if self.distiller is not None else []
 
     def _build_data(self):
         dataset = WiderFaceDetection(self.args.training_dataset, TrainTransform(self.cfg["img_dim"], self.cfg["rgb_mean"]),
@@ -182,24 +230,66 @@ class Trainer:
 
     def fit(self):
         """Train from ``start_epoch`` to ``max_epoch``; returns the trained (unwrapped) model."""
+        if self.ctx.is_main:
+            print(self.describe(), flush=True)
         for epoch in range(self.start_epoch, self.cfg["max_epoch"]):
             finished = self._train_epoch(epoch)
             self.scheduler.step()
             self._check_weights_finite(epoch + 1)
             if self.ctx.is_main:
                 self._save_epoch(epoch + 1)
+                if self.validator and self.validator.due(epoch + 1, finished):
+                    self.validator.run(epoch)
             if finished:
                 break
         if self.ctx.is_main:
             self._save_final()
+            print(self.saved_files(), flush=True)
         return self.model
+
+    def describe(self):
+        """The resolved run, one block: what trains, on what, with which settings, where to."""
+        run = f"train.py --mode {self.mode}: {self.net_cfg['name']} ({self.net_cfg['activation']})"
+        if self.teacher is not None:
+            run += f", teacher {self.teacher_cfg['name']} from {self.args.teacher_weights}"
+        lines = [run + f", {self.ctx.world_size} process(es) on {self.ctx.device}" + (", amp" if self.args.amp else "")]
+        lines += [f"  {key} = {json.dumps(value)}" for key, value in self.cfg.items()]
+        stop = f"; stops after iteration {self.args.max_iter} (--max_iter)" if self.args.max_iter else ""
+        lines.append(f"  data: {self.args.training_dataset}, {len(self.dataset)} images, "
+                     f"{len(self.loader)} iterations per epoch{stop}")
+        if self.args.resume:
+            lines.append(f"  resumed: {self.args.resume} at epoch {self.start_epoch}, iteration {self.iteration}")
+        if self.validator:
+            lines.append(f"  validation: {self.validator.folder}, {len(self.validator.names)} images, every "
+                         f"{self.cfg['val_interval']} epochs")
+        lines.append(f"  saving to: {os.path.abspath(self.args.save_folder)}")
+        return "\n".join(lines)
+
+    def saved_files(self):
+        """Where this run's results are, one block (printed at the end)."""
+        name = self.net_cfg["name"]
+        files = [f"{name}_Final.pth (+ .json)", "checkpoint_last.pth (resume with --resume)", "train_log.csv"]
+        if self.validator:
+            files += ["val_log.csv", f"{name}_best.pth (+ .json): " + self.validator.best_summary()]
+        lines = [f"saved in {os.path.abspath(self.args.save_folder)}:"] + [f"  {f}" for f in files]
+        lines.append(f"  curves: python -m utils.plot_log {self._path('train_log.csv')}")
+        return "\n".join(lines)
+
+    def _progress(self, epoch):
+        """Description and length of an epoch's progress bar (shortened by --max_iter)."""
+        per_epoch, last_epoch = len(self.loader), self.cfg["max_epoch"]
+        if not self.args.max_iter:
+            return dict(desc=f"{self.mode} epoch {epoch + 1}/{last_epoch}", total=per_epoch)
+        left = max(1, self.args.max_iter - self.iteration)
+        last_epoch = min(last_epoch, epoch + math.ceil(left / per_epoch))
+        return dict(desc=f"{self.mode} epoch {epoch + 1}/{last_epoch} (--max_iter {self.args.max_iter})",
+                    total=min(per_epoch, left))
 
     def _train_epoch(self, epoch):
         self.model.train()
         self.sampler.set_epoch(epoch)
         self.dataset.set_epoch(epoch)
-        bar = tqdm(self.loader, desc=f"{self.mode} epoch {epoch + 1}/{self.cfg['max_epoch']}",
-                   disable=not self.ctx.is_main, dynamic_ncols=True)
+        bar = tqdm(self.loader, **self._progress(epoch), disable=not self.ctx.is_main, dynamic_ncols=True)
         for images, targets in bar:
             start = time.perf_counter()
             losses = self._step(images, targets)
@@ -256,11 +346,66 @@ class Trainer:
             save_atomic(state, self._path(f"{self.net_cfg['name']}_epoch_{epoch}.pth"))
 
     def _save_final(self):
-        """The description first, then the weights: a ``_Final.pth`` is always described."""
-        name = self.net_cfg["name"]
-        meta = dict(network=name, activation=self.net_cfg["activation"], task_heads=self.mode == "teacher", mode=self.mode)
-        write_text_atomic(json.dumps(meta, indent=2), self._path(f"{name}_Final.json"))
-        save_atomic(self.model.state_dict(), self._path(f"{name}_Final.pth"))
+        self.save_weights(f"{self.net_cfg['name']}_Final")
+
+    def save_weights(self, stem, **extra):
+        """``stem.json`` first, then ``stem.pth``: saved weights are always described."""
+        meta = dict(network=self.net_cfg["name"], activation=self.net_cfg["activation"],
+                    task_heads=self.mode == "teacher", mode=self.mode, **extra)
+        write_text_atomic(json.dumps(meta, indent=2), self._path(f"{stem}.json"))
+        save_atomic(self.model.state_dict(), self._path(f"{stem}.pth"))
+
+
+class Validator:
+    """A WIDER-layout val set evaluated during training (rank 0): the images written as
+    ``test_widerface.py`` writes them (``val_predictions/``), evaluated by the fast evaluator,
+    APs appended to ``val_log.csv``; the weights with the best Hard AP (the setting with every
+    face, where a lightweight detector has most to gain) kept as ``<network>_best.pth``."""
+
+    def __init__(self, trainer, folder):
+        from widerface_evaluate.evaluation import load_ground_truth
+
+        self.trainer, self.folder = trainer, folder
+        self.images = os.path.join(folder, "images")
+        if not os.path.isdir(self.images):
+            raise TDKDError(located(folder, "--val_dataset needs images/, wider_val.txt and ground_truth/ "
+                                            "(the WIDER FACE val layout); images/ not found"))
+        self.names = read_val_list(os.path.join(folder, "wider_val.txt"))
+        self.ground_truth = load_ground_truth(os.path.join(folder, "ground_truth"))
+        self.predictions = trainer._path("val_predictions")
+        self.logger = self.best = None
+        if trainer.ctx.is_main:
+            self.logger = CSVLogger(trainer._path("val_log.csv"), trainer.start_epoch if trainer.args.resume else None)
+            rows = read_log(self.logger.path) if os.path.isfile(self.logger.path) else []
+            self.best = max(rows, key=lambda r: r["hard"], default=None)
+
+    def due(self, epoch, finished):
+        return finished or epoch % self.trainer.cfg["val_interval"] == 0 or epoch == self.trainer.cfg["max_epoch"]
+
+    def run(self, epoch):
+        """Evaluate the model after epoch index ``epoch``; log it, keep it if best."""
+        from widerface_evaluate.evaluation import SETTINGS, evaluate_predictions, read_predictions
+
+        trainer, start = self.trainer, time.perf_counter()
+        cfg = trainer.net_cfg
+        detector = FaceDetector(trainer.model.eval(), cfg, trainer.ctx.device)
+        write_predictions(detector, self.images, self.names, self.predictions,
+                          origin_size=trainer.cfg["val_origin_size"], progress=False)
+        aps = evaluate_predictions(read_predictions(self.predictions), self.ground_truth).aps
+        row = dict(epoch=epoch, iteration=trainer.iteration, **aps, mean=sum(aps.values()) / len(aps),
+                   seconds=time.perf_counter() - start)
+        self.logger.log(row)
+        improved = self.best is None or row["hard"] > self.best["hard"]
+        if improved:
+            self.best = row
+            trainer.save_weights(f"{cfg['name']}_best", epoch=epoch + 1, **{f"{s}_ap": aps[s] for s in SETTINGS})
+        tqdm.write(f"validation after epoch {epoch + 1}: " + ", ".join(f"{s} {aps[s]:.4f}" for s in SETTINGS)
+                   + (" (best so far, saved)" if improved else f" (best: {self.best_summary()})"))
+
+    def best_summary(self):
+        if self.best is None:
+            return "not validated yet"
+        return f"epoch {int(self.best['epoch']) + 1}, hard AP {self.best['hard']:.4f}"
 
 
 def _to_float(outputs):

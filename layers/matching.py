@@ -1,4 +1,4 @@
-"""Assign ground-truth faces to priors (SPEC section 4)."""
+"""Assign ground-truth faces to priors (SPEC section 4), for a whole batch at once."""
 import torch
 
 from utils.box_utils import box_iou, encode, encode_landm, point_form
@@ -7,40 +7,61 @@ MIN_BEST_OVERLAP = 0.2
 
 
 def match_priors(truths, labels, landms, priors, threshold, variances):
-    """Match one image's faces to the priors.
+    """Match one image's faces (``truths`` [N, 4], ``labels`` [N], ``landms`` [N, 10]) to the
+    priors; ``match_batch`` with a batch of one. Returns ``loc_t`` [A, 4], ``conf_t`` [A], ``landm_t`` [A, 10]."""
+    present = torch.ones(1, truths.shape[0], dtype=torch.bool, device=truths.device)
+    loc, conf, landm = match_batch(truths[None], labels[None], landms[None], present, priors, threshold, variances)
+    return loc[0], conf[0], landm[0]
 
-    Each prior takes its best face; then every face, in order, claims its own best prior
-    (a later face overrides an earlier one on a shared prior) and, when that face's best IoU
-    is >= 0.2, the prior's overlap is forced to 2. A prior is positive at overlap >= threshold.
-    An image where no face reaches IoU 0.2 with any prior is all background.
 
-    Returns ``loc_t`` [A, 4], ``conf_t`` [A] (the face label 1 / -1, 0 for background) and
-    ``landm_t`` [A, 10], the targets encoded against the priors.
+def match_batch(truths, labels, landms, present, priors, threshold, variances):
+    """Match every image's faces to the priors.
+
+    ``truths`` [B, N, 4], ``labels`` [B, N], ``landms`` [B, N, 10] hold up to N faces per image,
+    padded; ``present`` [B, N] marks the real ones. Per image: each prior takes its best face;
+    then every face, in order, claims its own best prior (a later face overrides an earlier one
+    on a shared prior) and, when that face's best IoU is >= 0.2, the prior's overlap is forced
+    to 2. A prior is positive at overlap >= threshold. An image where no face reaches IoU 0.2
+    with any prior is all background.
+
+    Returns ``loc_t`` [B, A, 4], ``conf_t`` [B, A] (the face label 1 / -1, 0 for background) and
+    ``landm_t`` [B, A, 10], the targets encoded against the priors.
     """
+    batch, faces = present.shape
     num_priors = priors.shape[0]
-    if truths.shape[0] == 0:
-        return _background(priors)
-    overlaps = box_iou(truths, point_form(priors))
-    best_prior_overlap, best_prior_idx = overlaps.max(1)
+    if faces == 0:
+        return _background(priors, batch)
+    overlaps = box_iou(truths.reshape(-1, 4), point_form(priors)).view(batch, faces, num_priors)
+    overlaps.masked_fill_(~present[:, :, None], -1.0)  # padding never wins a prior
+    best_prior_overlap, best_prior_idx = overlaps.max(2)  # [B, N]
     valid = best_prior_overlap >= MIN_BEST_OVERLAP
-    if not valid.any():
-        return _background(priors)
-    best_truth_overlap, best_truth_idx = overlaps.max(0)
-    best_truth_overlap.index_fill_(0, best_prior_idx[valid], 2)
+    matched_image = valid.any(1)  # [B]
+    best_truth_overlap, best_truth_idx = overlaps.max(1)  # [B, A]
+
+    offsets = torch.arange(batch, device=priors.device)[:, None] * num_priors
+    flat_best_prior = (best_prior_idx + offsets)[present]  # faces in (image, order) order
+    best_truth_overlap.view(-1).index_fill_(0, (best_prior_idx + offsets)[valid], 2)
     # Every face claims its best prior; on a shared prior the highest (latest) index wins.
-    claimant = torch.full((num_priors,), -1, dtype=torch.long, device=priors.device)
-    order = torch.arange(truths.shape[0], device=priors.device)
-    claimant.scatter_reduce_(0, best_prior_idx, order, reduce="amax")
+    claimant = torch.full((batch * num_priors,), -1, dtype=torch.long, device=priors.device)
+    order = torch.arange(faces, device=priors.device).expand(batch, faces)[present]
+    claimant.scatter_reduce_(0, flat_best_prior, order, reduce="amax")
+    claimant = claimant.view(batch, num_priors)
     claimed = claimant >= 0
     best_truth_idx[claimed] = claimant[claimed]
 
-    conf = labels[best_truth_idx].clone()
-    conf[best_truth_overlap < threshold] = 0
-    loc = encode(truths[best_truth_idx], priors, variances)
-    landm = encode_landm(landms[best_truth_idx], priors, variances)
+    conf = labels.gather(1, best_truth_idx)
+    conf[(best_truth_overlap < threshold) | ~matched_image[:, None]] = 0
+    gather = best_truth_idx.view(-1) + torch.arange(batch, device=priors.device).repeat_interleave(num_priors) * faces
+    tiled = priors.repeat(batch, 1)
+    loc = encode(truths.reshape(-1, 4)[gather], tiled, variances).view(batch, num_priors, 4)
+    landm = encode_landm(landms.reshape(-1, 10)[gather], tiled, variances).view(batch, num_priors, 10)
+    background = ~matched_image
+    loc[background] = 0
+    landm[background] = 0
     return loc, conf, landm
 
 
-def _background(priors):
+def _background(priors, batch):
     num_priors = priors.shape[0]
-    return priors.new_zeros(num_priors, 4), priors.new_zeros(num_priors), priors.new_zeros(num_priors, 10)
+    return (priors.new_zeros(batch, num_priors, 4), priors.new_zeros(batch, num_priors),
+            priors.new_zeros(batch, num_priors, 10))

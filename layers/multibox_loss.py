@@ -5,7 +5,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .matching import match_priors
+from .matching import match_batch
 
 
 @dataclass
@@ -38,11 +38,9 @@ class MultiBoxLoss(nn.Module):
     @torch.no_grad()
     def build_targets(self, priors, targets):
         """Encode every image's faces against the priors: loc [B,A,4], conf [B,A], landm [B,A,10]."""
-        matched = [
-            match_priors(t[:, :4], t[:, -1], t[:, 4:14], priors, self.threshold, self.variance)
-            for t in targets
-        ]
-        loc_t, conf_t, landm_t = (torch.stack(parts) for parts in zip(*matched))
+        padded, present = pad_targets(targets)
+        loc_t, conf_t, landm_t = match_batch(padded[..., :4], padded[..., -1], padded[..., 4:14], present,
+                                             priors, self.threshold, self.variance)
         return loc_t, conf_t.long(), landm_t
 
     def forward(self, outputs, priors, targets):
@@ -51,7 +49,7 @@ class MultiBoxLoss(nn.Module):
         loc_t, conf_t, landm_t = self.build_targets(priors.to(device), [t.to(device) for t in targets])
 
         with_landmarks = conf_t > 0
-        num_landm = max(with_landmarks.sum().item(), 1)
+        num_landm = with_landmarks.sum().clamp(min=1)
         loss_landm = F.smooth_l1_loss(landm_data[with_landmarks], landm_t[with_landmarks], reduction="sum")
 
         pos = conf_t != 0
@@ -67,6 +65,14 @@ class MultiBoxLoss(nn.Module):
         selected = pos | match.hard_negatives(self.negpos_ratio)
         loss_conf = F.cross_entropy(conf_data[selected], conf_t[selected], reduction="sum")
 
-        num_pos = max(pos.sum().item(), 1)
+        num_pos = pos.sum().clamp(min=1)
         losses = dict(loc=loss_loc / num_pos, conf=loss_conf / num_pos, landm=loss_landm / num_landm)
         return losses, match
+
+
+def pad_targets(targets):
+    """Per-image ``(N_i, 15)`` targets -> zero-padded ``[B, max N_i, 15]`` and the ``[B, max N_i]`` mask of real faces."""
+    counts = torch.tensor([len(t) for t in targets])
+    padded = torch.nn.utils.rnn.pad_sequence(list(targets), batch_first=True)
+    present = torch.arange(padded.shape[1])[None] < counts[:, None]
+    return padded, present.to(padded.device)

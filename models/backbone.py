@@ -5,7 +5,9 @@ import warnings
 import torchvision
 from torchvision.models._utils import IntermediateLayerGetter
 
+import config
 from utils.checkpoint import load_weights
+from utils.errors import TDKDError
 
 from .mobilenet import MobileNetV1
 
@@ -25,16 +27,21 @@ def build_backbone(cfg, weights=None):
 
 
 def resolve_backbone_weights(cfg, path=None):
-    """The ImageNet weights to start training from: ``path`` if given, else the network's
-    default file when it exists, else None (from scratch, with a warning saying so)."""
+    """The ImageNet weights to start training from.
+
+    ``path`` if given (``'none'``: from scratch, on request); else the network's file of
+    ``config.NETWORKS`` (relative to the repository), and an error where it is missing; a
+    network with no known ImageNet file trains from scratch with a warning.
+    """
     if path:
-        return path
+        return None if path.lower() == "none" else path
     default = cfg.get("backbone_weights")
-    if default and os.path.isfile(default):
-        return default
-    warnings.warn(
-        f"{cfg['name']}: no ImageNet weights found (looked for {default or 'none'}; "
-        "pass --backbone_weights PATH); the backbone trains from scratch",
-        stacklevel=2,
-    )
-    return None
+    if default is None:
+        warnings.warn(f"{cfg['name']}: no ImageNet weights are known for this backbone; it trains from scratch",
+                      stacklevel=2)
+        return None
+    located_default = config.repo_path(default)
+    if not os.path.isfile(located_default):
+        raise TDKDError(f"{located_default}: ImageNet weights of {cfg['name']}'s backbone not found; pass "
+                        "--backbone_weights PATH, or --backbone_weights none to train it from scratch")
+    return located_default

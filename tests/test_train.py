@@ -11,7 +11,7 @@ from config import network_config
 from models import build_model
 from tests.conftest import REPO
 from utils.errors import TDKDError
-from utils.inference import load_detector
+from detector import load_detector
 from utils.logger import read_log
 
 SMALL = ["--img_dim", "64", "--batch_size", "2", "--max_epoch", "1", "--num_workers", "0", "--device", "cpu"]
@@ -29,7 +29,7 @@ def _args(tiny_dataset, folder, *extra):
 
 @pytest.mark.parametrize("mode,extra,network", [
     ("student", [], "mobile0.25"),
-    ("teacher", ["--network", "resnet50"], "resnet50"),
+    ("teacher", ["--network", "resnet50", "--backbone_weights", "none"], "resnet50"),
     ("distillation", ["--teacher_network", "mobile0.75"], "mobile0.25"),
 ])
 def test_each_mode_trains_two_iterations_and_writes_final_weights(tiny_dataset, tmp_path, mode, extra, network):
@@ -41,7 +41,7 @@ def test_each_mode_trains_two_iterations_and_writes_final_weights(tiny_dataset, 
     assert [r["iteration"] for r in rows] == [1, 2]
     expected_terms = {"loc", "conf", "landm", "total"} | ({"feature", "probability"} if mode == "distillation" else set())
     assert expected_terms <= set(rows[0])
-    assert all(r["lr"] == pytest.approx(0.02 if mode == "distillation" else 1e-3) for r in rows)
+    assert all(r["lr"] == pytest.approx(1e-3 if mode == "teacher" else 0.02) for r in rows)
     final = folder / f"{network}_Final.pth"
     state = torch.load(final, weights_only=True)
     assert all(isinstance(v, torch.Tensor) for v in state.values())
@@ -77,7 +77,7 @@ def test_overrides_reach_the_recipe(tiny_dataset, tmp_path):
     args = _args(tiny_dataset, tmp_path, "--mode", "student", "--lr", "0.5", "--set", "loss_weights.loc=3", "negpos_ratio=5")
     net_cfg, cfg = train.build_run_config(args)
     assert cfg["lr"] == 0.5 and cfg["loss_weights"]["loc"] == 3.0 and cfg["negpos_ratio"] == 5
-    assert cfg["milestones"] == [190, 220] and net_cfg["name"] == "mobile0.25"
+    assert cfg["milestones"] == [55, 68] and net_cfg["name"] == "mobile0.25"
     teacher_cfg = train.build_run_config(train.parse_args(["--mode", "teacher"]))[1]
     assert (teacher_cfg["batch_size"], teacher_cfg["img_dim"], teacher_cfg["milestones"]) == (24, 840, [70, 90])
     with pytest.raises(TDKDError, match="no such setting"):

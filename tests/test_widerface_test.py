@@ -7,7 +7,8 @@ import detect
 import test_widerface
 from tests.conftest import shared_file, shipped_file
 from utils.box_utils import decode, decode_landm
-from utils.inference import FaceDetector, load_detector, scale_for_test
+from detector import FaceDetector, load_detector
+from utils.inference import scale_for_test
 
 import cv2
 

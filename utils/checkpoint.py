@@ -55,9 +55,45 @@ def _strip_prefix(key):
     return key[len("module."):] if key.startswith("module.") else key
 
 
+KINDS = {
+    "backbone": ("an ImageNet backbone (no detector layers)",
+                 "pass it to train.py as --backbone_weights"),
+    "student": ("a RetinaFace detector without task heads (a student, from --mode student or distillation)",
+                "pass it as -m to detect.py / test_widerface.py, or as --resume_net to train.py"),
+    "teacher": ("a RetinaFace teacher with task heads (from --mode teacher)",
+                "pass it to train.py --mode distillation as --teacher_weights, or as -m to test it"),
+}
+
+
+def weights_kind(state_dict):
+    """``'teacher'``, ``'student'`` or ``'backbone'`` from the key names; None if unknown."""
+    keys = list(state_dict)
+    if any(k.startswith("ClassHead.") and ".conv_dw_3x3." in k for k in keys):
+        return "teacher"
+    if any(k.startswith("ClassHead.") for k in keys):
+        return "student"
+    if keys and not any(k.startswith(("body.", "fpn.", "ssh")) for k in keys) and any(
+            k.startswith(("stage1.", "conv1.", "layer1.")) for k in keys):
+        return "backbone"
+    return None
+
+
+def _kind_mismatch(expected, state_dict):
+    """'this file is X, but Y is needed here; use it as ...' when the kinds differ."""
+    found, needed = weights_kind(state_dict), weights_kind(expected)
+    if found is None or needed is None or found == needed:
+        return None
+    what, use = KINDS[found]
+    return f"this file is {what}, but {KINDS[needed][0]} is needed here; {use}"
+
+
 def check_keys(model, state_dict, path, strict=True):
-    """Raise one line listing missing / unexpected / mis-shaped keys (a few of each)."""
+    """Raise one line saying what the file is when it is another kind of weights (backbone,
+    student, teacher), else listing missing / unexpected / mis-shaped keys (a few of each)."""
     expected = model.state_dict()
+    mismatch = _kind_mismatch(expected, state_dict)
+    if mismatch:
+        raise TDKDError(located(path, mismatch))
     missing = [k for k in expected if k not in state_dict]
     unexpected = [k for k in state_dict if k not in expected]
     shapes = [
@@ -99,6 +135,11 @@ def write_text_atomic(text, path, tmp_folder=None):
     """Write ``text`` to ``path`` through a temporary file in ``tmp_folder`` (default: beside
     ``path``; on the same file system), so a reader never sees a truncated file."""
     _write_atomic(path, lambda handle: handle.write(text.encode("utf-8")), tmp_folder)
+
+
+def write_bytes_atomic(data, path):
+    """Write ``data`` (bytes) to ``path`` through a temporary file beside it (an ONNX model)."""
+    _write_atomic(path, lambda handle: handle.write(data))
 
 
 def _write_atomic(path, write, tmp_folder=None):

@@ -1,23 +1,19 @@
-"""Loading a trained detector and turning one image into detections (SPEC section 7).
+"""Turning one image into detections (SPEC section 7), below ``models/`` and ``layers/``.
 
-The arithmetic follows the public ``test_widerface.py`` step by step (float32 decode,
-``scores > threshold``, numpy ``argsort`` order, ``+1`` NMS) so detections are identical.
+``preprocess`` and ``postprocess`` follow the public ``test_widerface.py`` step by step
+(float32 decode, ``scores > threshold``, numpy ``argsort`` order, ``+1`` NMS) so detections
+are identical; the network and its priors are the caller's (``detector.FaceDetector``, the
+ONNX check of ``export_onnx.py``). Also the weights' sidecar JSON and the WIDER text format.
 """
 import json
 import os
-import time
 from dataclasses import dataclass, field
 
 import cv2
 import numpy as np
 import torch
 
-import config
-from layers import prior_boxes
-from models import build_model
-
 from .box_utils import decode, decode_landm, nms
-from .checkpoint import load_state, read_state_dict
 from .errors import TDKDError, located
 
 
@@ -41,24 +37,6 @@ def describe_weights(path):
     return described
 
 
-def load_detector(path, network=None, activation=None, device="cpu"):
-    """Build the network the weights need and load them strictly.
-
-    Network and activation come from the flags, else from the sidecar JSON that ``train.py``
-    writes, else the published defaults (mobile0.25, ReLU). Teacher heads are read off the keys.
-    """
-    meta = describe_weights(path)
-    try:
-        cfg = config.network_config(network or meta.get("network", "mobile0.25"),
-                                    activation or meta.get("activation"))
-    except KeyError as exc:
-        raise TDKDError(located(description_path(path), exc.args[0])) from None
-    state_dict = read_state_dict(path)
-    task_heads = any(key.startswith("ClassHead.0.conv_dw_3x3") for key in state_dict)
-    model = load_state(build_model(cfg, task_heads=task_heads), state_dict, path)
-    return model.to(device).eval(), cfg
-
-
 def scale_for_test(height, width, target_size=1600, max_size=2150, origin_size=False):
     """Scale factor of the WIDER FACE protocol: short side to 1600, long side at most 2150."""
     if origin_size:
@@ -79,57 +57,55 @@ class Timer:
         return f"forward {mean(self.forward):.1f} ms, post-processing {mean(self.postprocess):.1f} ms per image"
 
 
-class FaceDetector:
-    """Runs a loaded RetinaFace on BGR images and post-processes its outputs."""
+def preprocess(image, resize, rgb_mean):
+    """A BGR image as the network's float32 ``H x W x 3`` input: resized, mean subtracted."""
+    img = np.float32(image)
+    if resize != 1:
+        img = cv2.resize(img, None, None, fx=resize, fy=resize, interpolation=cv2.INTER_LINEAR)
+    img -= rgb_mean
+    return img
 
-    def __init__(self, model, cfg, device="cpu", confidence_threshold=0.02, top_k=5000,
-                 nms_threshold=0.3, keep_top_k=750):
-        self.model, self.cfg, self.device = model, cfg, torch.device(device)
-        self.confidence_threshold = confidence_threshold
-        self.top_k, self.nms_threshold, self.keep_top_k = top_k, nms_threshold, keep_top_k
-        self.timer = Timer()
 
-    @torch.no_grad()
-    def __call__(self, image, resize=1):
-        """Detections ``[N, 5]`` (x1, y1, x2, y2, score) and landmarks ``[N, 10]`` in pixels of
-        the original image, best first."""
-        start = time.perf_counter()
-        img = np.float32(image)
-        if resize != 1:
-            img = cv2.resize(img, None, None, fx=resize, fy=resize, interpolation=cv2.INTER_LINEAR)
-        height, width, _ = img.shape
-        scale = torch.Tensor([width, height, width, height])
-        img -= config.COMMON["rgb_mean"]
-        tensor = torch.from_numpy(img.transpose(2, 0, 1)).unsqueeze(0).to(self.device)
-        loc, conf, landms = self.model.predict(tensor)
-        if self.device.type == "cuda":
-            torch.cuda.synchronize()
-        forward_done = time.perf_counter()
+def postprocess(loc, conf, landms, priors, variance, size, resize=1, confidence_threshold=0.02, top_k=5000,
+                nms_threshold=0.3, keep_top_k=750):
+    """Raw outputs of one image (``loc [A, 4]``, softmax ``conf [A, 2]``, ``landms [A, 10]``
+    tensors; the priors of the network input, whose ``(height, width)`` is ``size``) ->
+    ``(dets [N, 5], landmarks [N, 10], dropped)``.
 
-        priors = prior_boxes(self.cfg, (height, width)).to(self.device)
-        boxes = decode(loc.squeeze(0), priors, self.cfg["variance"])
-        boxes = (boxes * scale.to(self.device) / resize).cpu().numpy()
-        scores = conf.squeeze(0).cpu().numpy()[:, 1]
-        points = decode_landm(landms.squeeze(0), priors, self.cfg["variance"])
-        points = (points * torch.Tensor([width, height] * 5).to(self.device) / resize).cpu().numpy()
+    ``dets`` are x1, y1, x2, y2, score in pixels of the original image, best first.
+    Candidates (score above the threshold, or not finite) with any non-finite number are
+    dropped and counted in ``dropped``: a diverged network cannot crash the drawing or the
+    integer conversion of the text format.
+    """
+    height, width = size
+    scale = torch.Tensor([width, height, width, height])
+    boxes = decode(loc, priors, variance)
+    boxes = (boxes * scale.to(loc.device) / resize).cpu().numpy()
+    scores = conf.cpu().numpy()[:, 1]
+    points = decode_landm(landms, priors, variance)
+    points = (points * torch.Tensor([width, height] * 5).to(loc.device) / resize).cpu().numpy()
 
-        inds = np.where(scores > self.confidence_threshold)[0]
-        boxes, points, scores = boxes[inds], points[inds], scores[inds]
-        order = scores.argsort()[::-1][: self.top_k]
-        boxes, points, scores = boxes[order], points[order], scores[order]
-        dets = np.hstack((boxes, scores[:, np.newaxis])).astype(np.float32, copy=False)
-        keep = nms(dets[:, :4], dets[:, 4], self.nms_threshold)
-        dets, points = dets[keep][: self.keep_top_k], points[keep][: self.keep_top_k]
-        self.timer.forward.append(forward_done - start)
-        self.timer.postprocess.append(time.perf_counter() - forward_done)
-        return dets, points
+    candidates = (scores > confidence_threshold) | ~np.isfinite(scores)
+    finite = np.isfinite(scores) & np.isfinite(boxes).all(axis=1) & np.isfinite(points).all(axis=1)
+    dropped = int(np.count_nonzero(candidates & ~finite))
+    inds = np.where(candidates & finite)[0]
+    boxes, points, scores = boxes[inds], points[inds], scores[inds]
+    order = scores.argsort()[::-1][:top_k]
+    boxes, points, scores = boxes[order], points[order], scores[order]
+    dets = np.hstack((boxes, scores[:, np.newaxis])).astype(np.float32, copy=False)
+    keep = nms(dets[:, :4], dets[:, 4], nms_threshold)
+    return dets[keep][:keep_top_k], points[keep][:keep_top_k], dropped
 
 
 def format_widerface(name, dets):
-    """The public tools' text format: name, count, then ``x y w h score `` per detection."""
+    """The public tools' text format: name, count, then ``x y w h score `` per detection.
+
+    The score is ``str()`` of the float32 (``0.99912345``), as the public ``test_widerface.py``
+    writes it, so the same weights give byte-identical files.
+    """
     lines = [name, str(len(dets))]
     for box in dets:
         x, y = int(box[0]), int(box[1])
         w, h = int(box[2]) - int(box[0]), int(box[3]) - int(box[1])
-        lines.append(f"{x} {y} {w} {h} {box[4]} ")
+        lines.append(f"{x} {y} {w} {h} {str(box[4])} ")  # str() of the float32, as the public script
     return "\n".join(lines) + "\n"

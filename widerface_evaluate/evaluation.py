@@ -41,7 +41,10 @@ from scipy.io import loadmat
 if not __package__:  # run as a script: make the repository root importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from utils.cli import HelpFormatter  # noqa: E402
 from utils.errors import TDKDError, exit_on_error, located  # noqa: E402
+
+HERE = Path(__file__).resolve().parent
 
 try:
     from widerface_evaluate.box_overlaps import bbox_overlaps  # noqa: E402
@@ -388,9 +391,12 @@ def save_pr_curves(result, path_png):
 
 @exit_on_error
 def main(argv=None):
-    parser = argparse.ArgumentParser(description="WIDER FACE val AP (easy / medium / hard).")
-    parser.add_argument("-p", "--pred", default="./widerface_txt/", help="folder of prediction text files")
-    parser.add_argument("-g", "--gt", default="./ground_truth/", help="folder of the official .mat files")
+    parser = argparse.ArgumentParser(description="WIDER FACE val AP (easy / medium / hard).",
+                                     formatter_class=HelpFormatter)
+    parser.add_argument("-p", "--pred", default=str(HERE / "widerface_txt"),
+                        help="folder of prediction text files (test_widerface.py --save_folder)")
+    parser.add_argument("-g", "--gt", default=str(HERE / "ground_truth"),
+                        help="folder of the official .mat files (shipped with the repository)")
     parser.add_argument("--curves", metavar="PATH.png", help="also save the precision-recall curves")
     args = parser.parse_args(argv)
     result = evaluate(args.pred, args.gt)

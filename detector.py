@@ -1,0 +1,149 @@
+"""The Python API: a face detector from a weights file, in one import.
+
+    import cv2
+    from detector import FaceDetector
+
+    detector = FaceDetector.from_weights()                 # the shipped distilled TDKD student
+    faces = detector.detect(cv2.imread("photo.jpg"))        # OpenCV's BGR; color="rgb" for RGB arrays
+    for box, score, points in zip(faces.boxes, faces.scores, faces.landmarks):
+        print(box, score, points)                           # x1 y1 x2 y2, probability, 5 x (x, y)
+
+Defaults are those of ``test_widerface.py`` (SPEC section 7): confidence > 0.02, top 5000,
+NMS at IoU 0.3, keep 750, at the image's own size (``resize=scale_for_test(h, w)`` gives the
+WIDER FACE test scale). ``detect.py`` uses the public ``detect.py``'s NMS 0.4 instead.
+
+This module sits above ``models/``, ``layers/`` and ``utils/``: it builds the network
+(``models``), its priors (``layers``) and runs the one post-processing of
+``utils.inference.postprocess``, which itself depends on nothing but ``utils``.
+"""
+import time
+import warnings
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+import config
+from layers import prior_boxes
+from models import build_model
+from utils.checkpoint import load_state, read_state_dict
+from utils.errors import TDKDError, located
+from utils.inference import Timer, describe_weights, description_path, postprocess, preprocess
+
+# The published TDKD student (MobileNet0.25 distilled from its teacher), shipped in weights/.
+DEFAULT_WEIGHTS = config.repo_path(config.DEFAULT_DETECTOR)
+COLORS = ("bgr", "rgb")
+
+
+def load_detector(path=DEFAULT_WEIGHTS, network=None, activation=None, device="cpu"):
+    """Build the network the weights need and load them strictly: ``(model, network cfg)``.
+
+    Network and activation come from the arguments, else from the sidecar JSON that
+    ``train.py`` writes, else the published defaults (mobile0.25, ReLU). Teacher heads are
+    read off the keys. Weights holding nan or inf (a diverged run) are refused.
+    """
+    meta = describe_weights(path)
+    try:
+        cfg = config.network_config(network or meta.get("network", "mobile0.25"),
+                                    activation or meta.get("activation"))
+    except KeyError as exc:
+        raise TDKDError(located(description_path(path), exc.args[0])) from None
+    state_dict = read_state_dict(path)
+    non_finite = [k for k, v in state_dict.items() if v.is_floating_point() and not torch.isfinite(v).all()]
+    if non_finite:
+        raise TDKDError(located(path, f"{len(non_finite)} tensors hold nan or inf (e.g. {non_finite[0]}): "
+                                      "these weights diverged; use an earlier checkpoint"))
+    task_heads = any(key.startswith("ClassHead.0.conv_dw_3x3") for key in state_dict)
+    model = load_state(build_model(cfg, task_heads=task_heads), state_dict, path)
+    return model.to(device).eval(), cfg
+
+
+@dataclass
+class Faces:
+    """Detections of one image, best first, in pixels of that image."""
+    boxes: np.ndarray  # [N, 4] x1, y1, x2, y2
+    scores: np.ndarray  # [N] face probability
+    landmarks: np.ndarray  # [N, 5, 2] (x, y): left eye, right eye, nose, left and right mouth corner
+
+    @classmethod
+    def from_arrays(cls, dets, points):
+        """From the ``[N, 5]`` detections and ``[N, 10]`` landmarks of ``FaceDetector.__call__``."""
+        return cls(dets[:, :4], dets[:, 4], points.reshape(-1, 5, 2))
+
+    def __len__(self):
+        return len(self.scores)
+
+    def __getitem__(self, index):
+        """``faces[faces.scores >= 0.5]``: a subset, as ``Faces``."""
+        return Faces(self.boxes[index], self.scores[index], self.landmarks[index])
+
+    def to_list(self):
+        """JSON-ready: ``[{"box": [x1, y1, x2, y2], "score": s, "landmarks": [[x, y] x 5]}]``."""
+        return [dict(box=[float(v) for v in box], score=float(score), landmarks=points.tolist())
+                for box, score, points in zip(self.boxes, self.scores, self.landmarks.astype(float))]
+
+
+class FaceDetector:
+    """A loaded RetinaFace and its post-processing (see the module's docstring)."""
+
+    def __init__(self, model, cfg, device="cpu", confidence_threshold=0.02, top_k=5000,
+                 nms_threshold=0.3, keep_top_k=750):
+        self.model, self.cfg, self.device = model, cfg, torch.device(device)
+        self.confidence_threshold = confidence_threshold
+        self.top_k, self.nms_threshold, self.keep_top_k = top_k, nms_threshold, keep_top_k
+        self.timer = Timer()
+        self.dropped_boxes, self.dropped_images, self.images = 0, 0, 0
+
+    @classmethod
+    def from_weights(cls, weights=DEFAULT_WEIGHTS, network=None, activation=None, device="cpu", **settings):
+        """A detector for a weights file (network from its JSON); ``settings`` are the thresholds."""
+        model, cfg = load_detector(weights, network, activation, device)
+        return cls(model, cfg, device, **settings)
+
+    def detect(self, image, color="bgr", resize=1):
+        """Faces in an ``H x W x 3`` image (numpy or anything ``np.asarray`` takes, e.g. PIL).
+
+        ``color`` says how the channels are ordered: "bgr" (``cv2.imread``) or "rgb" (PIL,
+        matplotlib); the network was trained on BGR. Warns when non-finite boxes are dropped.
+        """
+        if color not in COLORS:
+            raise ValueError(f"color must be one of {COLORS}, not {color!r}")
+        image = np.asarray(image)
+        if image.ndim != 3 or image.shape[2] != 3:
+            raise ValueError(f"expected an H x W x 3 image, got shape {image.shape}")
+        if color == "rgb":
+            image = image[:, :, ::-1]
+        dropped = self.dropped_boxes
+        dets, points = self(image, resize)
+        if self.dropped_boxes > dropped:
+            warnings.warn(f"dropped {self.dropped_boxes - dropped} non-finite boxes: the weights may have diverged",
+                          stacklevel=2)
+        return Faces.from_arrays(dets, points)
+
+    @torch.no_grad()
+    def __call__(self, image, resize=1):
+        """Detections ``[N, 5]`` (x1, y1, x2, y2, score) and landmarks ``[N, 10]`` of a BGR image,
+        in pixels of the original image, best first (the arrays ``test_widerface.py`` writes)."""
+        start = time.perf_counter()
+        img = preprocess(image, resize, config.COMMON["rgb_mean"])
+        tensor = torch.from_numpy(img.transpose(2, 0, 1)).unsqueeze(0).to(self.device)
+        loc, conf, landms = self.model.predict(tensor)
+        if self.device.type == "cuda":
+            torch.cuda.synchronize()
+        forward_done = time.perf_counter()
+        priors = prior_boxes(self.cfg, img.shape[:2]).to(self.device)
+        dets, points, dropped = postprocess(
+            loc.squeeze(0), conf.squeeze(0), landms.squeeze(0), priors, self.cfg["variance"], img.shape[:2], resize,
+            self.confidence_threshold, self.top_k, self.nms_threshold, self.keep_top_k)
+        self.timer.forward.append(forward_done - start)
+        self.timer.postprocess.append(time.perf_counter() - forward_done)
+        self.images += 1
+        self.dropped_boxes += dropped
+        self.dropped_images += dropped > 0
+        return dets, points
+
+    def warn_dropped(self, weights):
+        """One warning for a whole run if non-finite boxes were dropped (none otherwise)."""
+        if self.dropped_boxes:
+            warnings.warn(f"{weights}: dropped {self.dropped_boxes} non-finite boxes in {self.dropped_images} "
+                          f"of {self.images} images: the weights may have diverged", stacklevel=2)
