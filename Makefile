@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 EXT_STAMP := widerface_evaluate/.built
 
-.PHONY: venv build test quickstart bench clean
+.PHONY: venv build test quickstart teacher bench clean
 
 venv: $(VENV)/.installed
 
@@ -25,6 +25,10 @@ test: build
 
 quickstart: build
 	$(PY) quickstart.py
+
+# Retrain the quickstart's shipped teacher from scratch (config.QUICKSTART) and install it in weights/.
+teacher: build
+	$(PY) quickstart.py --make_teacher --out outputs/teacher
 
 bench: build
 	$(PY) bench/train_speed.py

@@ -40,7 +40,8 @@ def parse_args(argv=None):
     p.add_argument("--network", choices=sorted(config.NETWORKS), help="default: from the weights' JSON, else mobile0.25")
     p.add_argument("--activation", choices=config.ACTIVATIONS, help="default: from the weights' JSON, else relu")
     p.add_argument("--cpu", action="store_true", help="same as --device cpu")
-    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu",
+                   help="cpu or cuda[:N]; default: cuda where available, else cpu")
     p.add_argument("--save_folder", default="./detections/",
                    help="where the drawn images (same names, subfolders mirrored) and --save_json go")
     p.add_argument("-s", "--save_image", action=argparse.BooleanOptionalAction, default=True,
@@ -49,13 +50,13 @@ def parse_args(argv=None):
     p.add_argument("--save_json", action="store_true",
                    help=f"write every image's faces (box, score, 5 landmarks) to SAVE_FOLDER/{JSON_NAME}")
     p.add_argument("--recursive", action="store_true", help="also the images in subfolders of a folder input")
-    p.add_argument("--confidence_threshold", type=float, default=0.02, help="public detect.py: 0.02")
-    p.add_argument("--top_k", type=int, default=5000, help="public detect.py: 5000")
+    p.add_argument("--confidence_threshold", type=float, default=0.02, help="keep scores above this, as the public detect.py")
+    p.add_argument("--top_k", type=int, default=5000, help="best candidates kept before NMS, as the public detect.py")
     p.add_argument("--nms_threshold", type=float, default=0.4,
-                   help="public detect.py: 0.4 (test_widerface.py and detector.py: 0.3)")
-    p.add_argument("--keep_top_k", type=int, default=750, help="public detect.py: 750")
+                   help="NMS IoU, as the public detect.py (test_widerface.py and detector.py: 0.3)")
+    p.add_argument("--keep_top_k", type=int, default=750, help="detections kept after NMS, as the public detect.py")
     p.add_argument("--vis_thres", type=float, default=0.6,
-                   help="score needed to draw, count and list (--save_json) a face; public detect.py: 0.6")
+                   help="score needed to draw, count and list (--save_json) a face, as the public detect.py")
     return p.parse_args(argv)
 
 

@@ -39,6 +39,7 @@ def export(model, path, opset=OPSET):
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", "You are using the legacy TorchScript-based ONNX export",
                                 DeprecationWarning)
+        warnings.filterwarnings("ignore", category=DeprecationWarning, module=r"torch\.onnx")
         torch.onnx.export(DeployableRetinaFace(model).eval(), (torch.zeros(1, 3, 480, 640),), buffer,
                           dynamo=False, input_names=[INPUT], output_names=list(OUTPUTS),
                           dynamic_axes=dynamic, opset_version=opset)

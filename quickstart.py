@@ -1,12 +1,16 @@
 """The whole TDKD study in miniature on a synthetic WIDER-format face set, on a CPU.
 
     make quickstart        # or: python quickstart.py [--out outputs/quickstart] [--seed 0]
+    make teacher           # or: python quickstart.py --make_teacher: retrain the shipped teacher
 
-Generates the data, trains the teacher, the student alone and the TDKD student with
-``train.py``, tests each with ``test_widerface.py``, evaluates with the official protocol,
-saves the PR curves and prints the Markdown table. Settings: ``config.QUICKSTART``.
+Generates the data, evaluates the shipped teacher (``config.QUICKSTART['teacher_weights']``),
+trains the student alone, the control (the student trained on for the distillation's epochs
+without a teacher) and the TDKD student with ``train.py``, tests each with
+``test_widerface.py``, evaluates with the official protocol, saves the PR curves and prints
+the Markdown table. Settings: ``config.QUICKSTART``.
 """
 import argparse
+import hashlib
 import json
 import os
 import subprocess
@@ -16,6 +20,7 @@ from pathlib import Path
 
 import config
 from data.synthetic import generate_synthetic_widerface
+from utils.checkpoint import write_bytes_atomic, write_text_atomic
 from utils.errors import TDKDError, exit_on_error
 from widerface_evaluate.evaluation import SETTINGS, evaluate, save_pr_curves
 
@@ -27,7 +32,14 @@ def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out", default="outputs/quickstart", help="folder for data, weights and results")
     p.add_argument("--seed", type=int, default=0, help="training seed (the data keep config's seed)")
-    p.add_argument("--teacher_weights", help="reuse a trained teacher instead of training one")
+    teacher = p.add_mutually_exclusive_group()
+    teacher.add_argument("--teacher_weights", help="teacher to distil from (default: the shipped "
+                         "config.QUICKSTART['teacher_weights'])")
+    teacher.add_argument("--train_teacher", action="store_true",
+                         help="train a teacher from scratch (config.QUICKSTART['teacher']) and distil from it")
+    teacher.add_argument("--make_teacher", action="store_true",
+                         help="only train the teacher from scratch, evaluate it and install it as the "
+                         "shipped one (what `make teacher` runs)")
     p.add_argument("--backbone_weights", help="ImageNet MobileNet0.25 (mobilenetV1X0.25_pretrain.tar); "
                    "default: the first file found of config.QUICKSTART['backbone_weights']")
     return p.parse_args(argv)
@@ -44,8 +56,10 @@ def run_command(args, log):
         sys.exit(f"failed (exit {result.returncode}); see {log}:\n" + Path(log).read_text()[-2000:])
 
 
-def ensure_data(root):
-    settings = config.QUICKSTART["data"]
+def ensure_data(root, **sizes):
+    """Generate the quickstart's synthetic set in ``root`` (``sizes`` override its image counts)
+    unless it is there already."""
+    settings = {**config.QUICKSTART["data"], **sizes}
     marker = root / "synthetic.json"
     if marker.exists():
         made = json.loads(marker.read_text())
@@ -76,15 +90,26 @@ def train_model(mode, data, folder, seed, extra=(), schedule=None):
     if any(folder.glob("*_Final.pth")):
         print(f"reusing {folder}", flush=True)
         return
-    recipe = {**config.QUICKSTART["common"], **config.QUICKSTART[mode], **(schedule or {})}
+    recipe = {"seed": seed, **config.QUICKSTART["common"], **config.QUICKSTART[mode], **(schedule or {})}
     args = ["train.py", "--mode", mode, "--training_dataset", data / "train" / "label.txt",
-            "--save_folder", folder, "--device", "cpu", "--seed", seed, *extra]
+            "--save_folder", folder, "--device", "cpu", *extra]
     for key, value in recipe.items():
         args += [f"--{key}", *(value if isinstance(value, list) else [value])]
     run_command(args, Path(f"{folder}.train.log"))
 
 
+def sha256(path):
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
 def test_and_evaluate(weights, data, folder, label):
+    """AP per setting of ``weights`` on the val set (PR curves in ``folder``); the result of
+    the same weights file is reused from ``folder/aps.json``."""
+    cache, digest = folder / "aps.json", sha256(weights)
+    if cache.exists() and json.loads(cache.read_text()).get("sha256") == digest:
+        aps = json.loads(cache.read_text())["aps"]
+        print(f"{label}: " + ", ".join(f"{k} {100 * v:.2f}" for k, v in aps.items()) + " (reused)", flush=True)
+        return aps
     pred = folder / "predictions"
     run_command(["test_widerface.py", "-m", weights, "--cpu", "--origin_size",
                  "--dataset_folder", f"{data / 'val' / 'images'}/", "--save_folder", f"{pred}/"],
@@ -92,38 +117,64 @@ def test_and_evaluate(weights, data, folder, label):
     result = evaluate(str(pred), str(data / "val" / "ground_truth"))
     save_pr_curves(result, folder / "pr_curves.png")
     print(f"{label}: " + ", ".join(f"{k} {100 * v:.2f}" for k, v in result.aps.items()), flush=True)
+    write_text_atomic(json.dumps(dict(weights=str(weights), sha256=digest, aps=result.aps), indent=2) + "\n", cache)
     return result.aps
 
 
-def run_study(out, seed=0, teacher_weights=None, control=False, backbone_weights=None):
-    """Train and evaluate the models; returns ``({row label: {setting: AP}}, teacher weights)``.
+def train_teacher(out, backbone):
+    """Train the quickstart's teacher from scratch (its own, larger synthetic train set) in
+    ``out/teacher``; returns its weights."""
+    teacher_data = out / "teacher_data"
+    ensure_data(teacher_data, **config.QUICKSTART["teacher_data"])
+    network = config.QUICKSTART["teacher_network"]
+    train_model("teacher", teacher_data, out / "teacher", config.QUICKSTART["teacher"]["seed"],
+                ["--network", network, *backbone])
+    return out / "teacher" / f"{network}_Final.pth"
 
-    ``control`` adds the student trained on for the distillation's epochs without a teacher,
-    which separates what the teacher adds from what the extra epochs add.
+
+def install_teacher(weights):
+    """Copy a trained teacher and its description over the shipped ones."""
+    target = REPO / config.QUICKSTART["teacher_weights"]
+    for source, destination in ((Path(weights), target), (Path(weights).with_suffix(".json"), target.with_suffix(".json"))):
+        write_bytes_atomic(source.read_bytes(), destination)
+    print(f"installed {weights} as {target} (sha256 {sha256(target)})", flush=True)
+
+
+def run_study(out, seed=0, teacher_weights=None, train_teacher_first=False, backbone_weights=None,
+              teacher_only=False):
+    """Evaluate the teacher, train and evaluate student, control and TDKD student; returns
+    ``({row label: {setting: AP}}, teacher weights)``.
+
+    The teacher is ``teacher_weights``, else one trained here (``train_teacher_first``), else
+    the shipped one. The control, the student trained on for the distillation's epochs
+    without a teacher, separates what the teacher adds from what the extra epochs add.
     """
     out = Path(out)
     data = out / "data"
     backbone = ["--backbone_weights", find_backbone_weights(backbone_weights)]
     ensure_data(data)
     teacher_net = config.QUICKSTART["teacher_network"]
+    if train_teacher_first:
+        teacher_weights = train_teacher(out, backbone)
+    teacher_weights = Path(teacher_weights) if teacher_weights else REPO / config.QUICKSTART["teacher_weights"]
+    if not teacher_weights.is_file():
+        raise TDKDError(f"{teacher_weights}: no such teacher (the shipped one comes with the repository; "
+                        "`make teacher` or --train_teacher trains one)")
+    results = {f"teacher ({teacher_net})": test_and_evaluate(teacher_weights, data, out / "teacher_eval", "teacher")}
+    if teacher_only:
+        return results, teacher_weights
     runs = out / f"seed{seed}"
-    results = {}
-    if teacher_weights is None:
-        train_model("teacher", data, runs / "teacher", seed, ["--network", teacher_net, *backbone])
-        teacher_weights = runs / "teacher" / f"{teacher_net}_Final.pth"
-        results[f"teacher ({teacher_net})"] = test_and_evaluate(teacher_weights, data, runs / "teacher", "teacher")
     train_model("student", data, runs / "student", seed, backbone)
     student = runs / "student" / "mobile0.25_Final.pth"
     results["student"] = test_and_evaluate(student, data, runs / "student", "student")
-    if control:
-        schedule = {key: config.QUICKSTART["distillation"][key] for key in ("max_epoch", "lr", "milestones")}
-        train_model("student", data, runs / "student_more", seed, ["--resume_net", student], schedule)
-        results[CONTROL_ROW] = test_and_evaluate(
-            runs / "student_more" / "mobile0.25_Final.pth", data, runs / "student_more", "student, more epochs")
+    schedule = {key: config.QUICKSTART["distillation"][key] for key in ("max_epoch", "lr", "milestones")}
+    train_model("student", data, runs / "student_more", seed, ["--resume_net", student], schedule)
+    results[CONTROL_ROW] = test_and_evaluate(
+        runs / "student_more" / "mobile0.25_Final.pth", data, runs / "student_more", "control")
     train_model("distillation", data, runs / "tdkd", seed,
                 ["--teacher_network", teacher_net, "--teacher_weights", teacher_weights, "--resume_net", student])
     results["student + TDKD"] = test_and_evaluate(runs / "tdkd" / "mobile0.25_Final.pth", data, runs / "tdkd", "student + TDKD")
-    return results, Path(teacher_weights)
+    return results, teacher_weights
 
 
 def markdown_table(results):
@@ -138,8 +189,10 @@ def main(argv=None):
     args = parse_args(argv)
     start = time.perf_counter()
     os.makedirs(args.out, exist_ok=True)
-    results, _ = run_study(args.out, args.seed, args.teacher_weights,
-                            backbone_weights=args.backbone_weights)
+    results, teacher = run_study(args.out, args.seed, args.teacher_weights, args.train_teacher or args.make_teacher,
+                                 args.backbone_weights, teacher_only=args.make_teacher)
+    if args.make_teacher:
+        install_teacher(teacher)
     table = markdown_table(results)
     (Path(args.out) / "results.md").write_text(table + "\n")
     print(f"\nWIDER-format synthetic val, AP in % ({time.perf_counter() - start:.0f} s):\n\n{table}")

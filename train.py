@@ -10,6 +10,7 @@ Every hyper-parameter comes from ``config.py`` and can be overridden here (``--s
 for the ones without a flag of their own).
 """
 import argparse
+import itertools
 import json
 import math
 import os
@@ -27,6 +28,7 @@ from detector import FaceDetector
 from layers import MultiBoxLoss, build_distiller, level_shapes, prior_boxes
 from models import build_model
 from models.backbone import resolve_backbone_weights
+from models.fusion import frozen_inference_copy
 from test_widerface import read_val_list, write_predictions
 from utils.checkpoint import load_state, load_training_checkpoint, load_weights, save_atomic, write_text_atomic
 from utils.cli import HelpFormatter
@@ -174,7 +176,7 @@ class Trainer:
         teacher_cfg = config.network_config(self.args.teacher_network, self.args.teacher_activation)
         teacher = load_weights(build_model(teacher_cfg, task_heads=True), self.args.teacher_weights)
         self.teacher_cfg = teacher_cfg
-        return teacher.to(self.ctx.device).eval().requires_grad_(False)
+        return frozen_inference_copy(teacher.to(self.ctx.device))
 
     def _build_distiller(self):
         if self.teacher is None:
@@ -268,7 +270,9 @@ class Trainer:
     def saved_files(self):
         """Where this run's results are, one block (printed at the end)."""
         name = self.net_cfg["name"]
-        files = [f"{name}_Final.pth (+ .json)", "checkpoint_last.pth (resume with --resume)", "train_log.csv"]
+        files = [f"{name}_Final.pth (+ .json)", "checkpoint_last.pth (resume with --resume)",
+                 f"{name}_epoch_<N>.pth (every {self.cfg['save_interval']} epochs and at {self.cfg['max_epoch']})",
+                 "train_log.csv"]
         if self.validator:
             files += ["val_log.csv", f"{name}_best.pth (+ .json): " + self.validator.best_summary()]
         lines = [f"saved in {os.path.abspath(self.args.save_folder)}:"] + [f"  {f}" for f in files]
@@ -276,32 +280,32 @@ class Trainer:
         return "\n".join(lines)
 
     def _progress(self, epoch):
-        """Description and length of an epoch's progress bar (shortened by --max_iter)."""
+        """Description and number of iterations of an epoch, shortened by --max_iter."""
         per_epoch, last_epoch = len(self.loader), self.cfg["max_epoch"]
         if not self.args.max_iter:
-            return dict(desc=f"{self.mode} epoch {epoch + 1}/{last_epoch}", total=per_epoch)
+            return f"{self.mode} epoch {epoch + 1}/{last_epoch}", per_epoch
         left = max(1, self.args.max_iter - self.iteration)
         last_epoch = min(last_epoch, epoch + math.ceil(left / per_epoch))
-        return dict(desc=f"{self.mode} epoch {epoch + 1}/{last_epoch} (--max_iter {self.args.max_iter})",
-                    total=min(per_epoch, left))
+        return f"{self.mode} epoch {epoch + 1}/{last_epoch} (--max_iter {self.args.max_iter})", min(per_epoch, left)
 
     def _train_epoch(self, epoch):
         self.model.train()
         self.sampler.set_epoch(epoch)
         self.dataset.set_epoch(epoch)
-        bar = tqdm(self.loader, **self._progress(epoch), disable=not self.ctx.is_main, dynamic_ncols=True)
+        desc, total = self._progress(epoch)
+        bar = tqdm(itertools.islice(self.loader, total), desc=desc, total=total, disable=not self.ctx.is_main,
+                   dynamic_ncols=True)
         for images, targets in bar:
             start = time.perf_counter()
             losses = self._step(images, targets)
             self.iteration += 1
             if self.ctx.is_main:
+                values = dict(zip(losses, torch.stack(list(losses.values())).tolist()))  # one device sync
                 row = dict(epoch=epoch, iteration=self.iteration, lr=self.optimizer.param_groups[0]["lr"],
-                           **{k: v.item() for k, v in losses.items()}, seconds=time.perf_counter() - start)
+                           **values, seconds=time.perf_counter() - start)
                 self.logger.log(row)
-                bar.set_postfix({k: f"{v.item():.3f}" for k, v in losses.items()})
-            if self.args.max_iter and self.iteration >= self.args.max_iter:
-                return True
-        return False
+                bar.set_postfix({k: f"{v:.3f}" for k, v in values.items()})
+        return bool(self.args.max_iter) and self.iteration >= self.args.max_iter
 
     def _step(self, images, targets):
         device = self.ctx.device
@@ -310,8 +314,7 @@ class Trainer:
         with self.autocast():
             outputs = self.train_model(images)
             if self.teacher is not None:
-                with torch.no_grad():
-                    teacher_outputs = self.teacher(images)
+                teacher_outputs = self._teacher_outputs(images)
         outputs = _to_float(outputs)
         losses, match = self.criterion(outputs, self.priors, targets)
         if self.teacher is not None:
@@ -328,6 +331,10 @@ class Trainer:
         self.scaler.step(self.optimizer)
         self.scaler.update()
         return {k: v.detach() for k, v in losses.items()}
+
+    @torch.no_grad()
+    def _teacher_outputs(self, images):
+        return self.teacher(images.contiguous(memory_format=torch.channels_last))
 
     def _last_good_checkpoint(self):
         path = self._path("checkpoint_last.pth")

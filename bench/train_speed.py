@@ -1,10 +1,14 @@
-"""Seconds per training iteration of each mode (forward, losses, backward, step).
+"""Seconds per training iteration of each mode, whole and by part.
 
-    python bench/train_speed.py                       # CPU, batch 8, image 640
+    python bench/train_speed.py                       # CPU, batch 8, image 640, the four cases
+    python bench/train_speed.py --img_dim 320 --batch_size 16 --cases student distill-wide teacher-wide
     python bench/train_speed.py --device cuda --batch_size 32 --iters 30 --amp
 
-Data comes from a small synthetic WIDER-format set; batches are loaded before timing, so the
-table measures the model and the losses, not JPEG decoding.
+Parts, each the best over the timed iterations: student forward, teacher forward, MultiBoxLoss,
+distillation losses, backward, optimiser step; then the whole ``Trainer._step`` (the parts in
+one call, plus the finite-loss check), best and mean. Data comes from a small synthetic
+WIDER-format set, loaded before timing: the table measures the model and the losses, not
+JPEG decoding (``bench/data_speed.py`` measures that). On CUDA, peak memory of the whole step.
 """
 import argparse
 import sys
@@ -22,13 +26,18 @@ from config import network_config  # noqa: E402
 from data.synthetic import generate_synthetic_widerface  # noqa: E402
 from models import build_model  # noqa: E402
 from utils.distributed import init_distributed  # noqa: E402
+from utils.errors import exit_on_error  # noqa: E402
 
-CASES = [
-    ("student", "mobile0.25", None),
-    ("teacher", "resnet50", None),
-    ("distillation", "mobile0.25", "resnet50"),
-    ("distillation", "mobile0.25", "mobile0.75"),
-]
+CASES = {  # name: (mode, network, teacher)
+    "student": ("student", "mobile0.25", None),
+    "teacher": ("teacher", "resnet50", None),
+    "distill-resnet50": ("distillation", "mobile0.25", "resnet50"),
+    "distill-mobile0.75": ("distillation", "mobile0.25", "mobile0.75"),
+    "teacher-wide": ("teacher", "mobile0.25-wide", None),
+    "distill-wide": ("distillation", "mobile0.25", "mobile0.25-wide"),
+}
+DEFAULT_CASES = ["student", "teacher", "distill-resnet50", "distill-mobile0.75"]
+PARTS = ("student forward", "teacher forward", "MultiBoxLoss", "distillation", "backward", "optimiser")
 
 
 def parse_args():
@@ -37,31 +46,92 @@ def parse_args():
     p.add_argument("--batch_size", type=int, default=8)
     p.add_argument("--img_dim", type=int, default=640)
     p.add_argument("--iters", type=int, default=3, help="timed iterations per case (after one warm-up)")
+    p.add_argument("--cases", nargs="+", choices=sorted(CASES), default=DEFAULT_CASES)
     p.add_argument("--amp", action="store_true")
     return p.parse_args()
 
 
-def time_case(root, mode, network, teacher, args):
+def build_trainer(root, name, args):
+    """A ``train.Trainer`` of the case, on random weights (no ImageNet or trained file needed)."""
+    mode, network, teacher = CASES[name]
     argv = ["--mode", mode, "--network", network, "--training_dataset", str(root / "train" / "label.txt"),
             "--save_folder", str(root / "out"), "--device", args.device, "--batch_size", str(args.batch_size),
-            "--img_dim", str(args.img_dim), "--num_workers", "0"]
+            "--img_dim", str(args.img_dim), "--num_workers", "0",
+            "--resume_net", _random_weights(root, network, mode == "teacher")]
     if teacher:
-        path = root / f"{teacher}_teacher.pth"
-        if not path.exists():
-            torch.save(build_model(network_config(teacher), task_heads=True).state_dict(), path)
-        argv += ["--teacher_network", teacher, "--teacher_weights", str(path)]
+        argv += ["--teacher_network", teacher, "--teacher_weights", _random_weights(root, teacher, True)]
     if args.amp:
         argv.append("--amp")
-    trainer = train.Trainer(train.parse_args(argv), init_distributed(args.device))
+    return train.Trainer(train.parse_args(argv), init_distributed(args.device))
+
+
+def _random_weights(root, network, task_heads):
+    path = root / f"{network}_{'task' if task_heads else 'plain'}.pth"
+    if not path.exists():
+        torch.manual_seed(0)
+        torch.save(build_model(network_config(network), task_heads=task_heads).state_dict(), path)
+    return str(path)
+
+
+def time_parts(trainer, images, targets, sync):
+    """One step taken apart (the same calls as ``Trainer._step``), seconds per part."""
+    times, clock = {}, Timer(sync)
+    images = images.to(trainer.ctx.device)
+    targets = [t.to(trainer.ctx.device) for t in targets]
+    with trainer.autocast():
+        outputs = train._to_float(trainer.train_model(images))
+    times["student forward"] = clock.lap()
+    if trainer.teacher is not None:
+        with trainer.autocast():
+            teacher_outputs = train._to_float(trainer._teacher_outputs(images))
+        times["teacher forward"] = clock.lap()
+    losses, match = trainer.criterion(outputs, trainer.priors, targets)
+    times["MultiBoxLoss"] = clock.lap()
+    if trainer.teacher is not None:
+        losses.update(trainer.train_distiller(outputs, teacher_outputs, match, trainer.shapes))
+        times["distillation"] = clock.lap()
+    total = sum(trainer.cfg["loss_weights"][name] * value for name, value in losses.items())
+    trainer.optimizer.zero_grad(set_to_none=True)
+    trainer.scaler.scale(total).backward()
+    times["backward"] = clock.lap()
+    trainer.scaler.step(trainer.optimizer)
+    trainer.scaler.update()
+    times["optimiser"] = clock.lap()
+    return times
+
+
+class Timer:
+    def __init__(self, sync):
+        self.sync = sync
+        self.sync()
+        self.last = time.perf_counter()
+
+    def lap(self):
+        self.sync()
+        now = time.perf_counter()
+        seconds, self.last = now - self.last, now
+        return seconds
+
+
+def time_case(root, name, args):
+    """Best seconds per part, best and mean seconds per whole step, peak memory (CUDA, GiB)."""
+    trainer = build_trainer(root, name, args)
     trainer.model.train()
-    batches = [b for _, b in zip(range(args.iters + 1), _cycle(trainer.loader))]
-    trainer._step(*batches[0])
-    synchronize(args.device)
-    start = time.perf_counter()
-    for images, targets in batches[1:]:
-        trainer._step(images, targets)
-    synchronize(args.device)
-    return (time.perf_counter() - start) / args.iters
+    sync = torch.cuda.synchronize if trainer.ctx.device.type == "cuda" else (lambda: None)
+    distinct = [b for _, b in zip(range(min(args.iters, 4)), _cycle(trainer.loader))]
+    batches = [distinct[i % len(distinct)] for i in range(args.iters)]
+    trainer._step(*batches[0])  # warm-up
+    parts = [time_parts(trainer, *batch, sync) for batch in batches]
+    if trainer.ctx.device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats()
+    steps = []
+    for batch in batches:
+        clock = Timer(sync)
+        trainer._step(*batch)
+        steps.append(clock.lap())
+    best_parts = {part: min(p[part] for p in parts) for part in parts[0]}
+    memory = torch.cuda.max_memory_allocated() / 2 ** 30 if trainer.ctx.device.type == "cuda" else None
+    return best_parts, min(steps), sum(steps) / len(steps), memory
 
 
 def _cycle(loader):
@@ -69,25 +139,24 @@ def _cycle(loader):
         yield from loader
 
 
-def synchronize(device):
-    if device.startswith("cuda"):
-        torch.cuda.synchronize()
-
-
+@exit_on_error
 def main():
     args = parse_args()
     warnings.simplefilter("ignore")
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
-        generate_synthetic_widerface(root, num_train=max(2 * args.batch_size, 16), num_val=1, seed=0)
+        generate_synthetic_widerface(root, num_train=max(4 * args.batch_size, 16), num_val=1, seed=0)
         print(f"device {args.device}, batch {args.batch_size}, image {args.img_dim}, amp {args.amp}, "
-              f"{torch.get_num_threads()} threads")
-        print("| mode | network | teacher | s / iteration | images / s |")
-        print("|---|---|---|---|---|")
-        for mode, network, teacher in CASES:
-            seconds = time_case(root, mode, network, teacher, args)
-            print(f"| {mode} | {network} | {teacher or '-'} | {seconds:.3f} | {args.batch_size / seconds:.1f} |",
-                  flush=True)
+              f"{torch.get_num_threads()} threads; seconds, best of {args.iters} iterations")
+        memory_column = " peak GiB |" if args.device.startswith("cuda") else ""
+        print("| case | " + " | ".join(PARTS) + " | step (best) | step (mean) | images / s |" + memory_column)
+        print("|---" * (len(PARTS) + 4 + bool(memory_column)) + "|")
+        for name in args.cases:
+            parts, best, mean, memory = time_case(root, name, args)
+            cells = [f"{parts[p]:.3f}" if p in parts else "-" for p in PARTS]
+            memory_cell = f" {memory:.2f} |" if memory is not None else ""
+            print(f"| {name} | " + " | ".join(cells) + f" | {best:.3f} | {mean:.3f} | {args.batch_size / best:.1f} |"
+                  + memory_cell, flush=True)
 
 
 if __name__ == "__main__":

@@ -83,9 +83,10 @@ def test_nms_uses_the_plus_one_pixel_area():
     assert nms(boxes, np.array([0.9, 0.8], np.float32), 0.34).tolist() == [0, 1]
 
 
-@pytest.mark.parametrize("rows,kept", [(1, [0, 1]), (3, [0])])
+@pytest.mark.parametrize("rows,kept", [(1, [0, 1]), (2, [0, 1]), (3, [0])])
 def test_nms_threshold_side(rows, kept):
-    # [0,0,9,9] has +1 area 100; [0,0,9,rows] inside it has area 10 (rows + 1): IoU 0.2 / 0.4.
+    """The public py_cpu_nms keeps a box when its IoU is <= the threshold, in float32."""
+    # [0,0,9,9] has +1 area 100; [0,0,9,rows] inside it has area 10 (rows + 1): IoU 0.2 / 0.3 / 0.4.
     boxes = np.array([[0, 0, 9, 9], [0, 0, 9, rows]], np.float32)
     assert nms(boxes, np.array([0.9, 0.8], np.float32), 0.3).tolist() == kept
 
@@ -117,3 +118,15 @@ def test_model_concatenates_levels_in_order_1_2_3():
     counts = [8 * 12 * 2, 4 * 6 * 2, 2 * 3 * 2]
     marks = out["landms"][0, :, 0]
     assert marks.tolist() == [1.0] * counts[0] + [2.0] * counts[1] + [3.0] * counts[2]
+
+
+def test_predict_applies_softmax_over_the_two_classes():
+    torch.manual_seed(0)
+    model = build_model(network_config("mobile0.25")).eval()
+    with torch.no_grad():
+        for head in model.ClassHead:
+            head.conv1x1.weight.zero_()
+            head.conv1x1.bias.copy_(torch.tensor([0.0, math.log(3.0)] * 2))  # per anchor: background, face
+        _, scores, _ = model.predict(torch.zeros(1, 3, 32, 32))
+    assert scores.shape == (1, (16 + 4 + 1) * 2, 2)
+    torch.testing.assert_close(scores, torch.tensor([0.25, 0.75]).expand_as(scores))

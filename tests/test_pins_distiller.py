@@ -108,3 +108,6 @@ def test_probability_loss_from_logits_by_hand():
     # (0.25^2 + 0.25^2 + 0 + 0) / 4 selected probabilities
     assert losses["probability"].item() == pytest.approx(0.125 / 4, abs=1e-6)
     assert losses["feature"].item() == 0.0
+    # a teacher sure of every anchor selects nothing: 0, not 0 / 0
+    teacher["conf"] = torch.tensor([0.0, 10.0]).expand(1, 12, 2)
+    assert _distiller()(student, teacher, _match(), SHAPES)["probability"].item() == 0.0

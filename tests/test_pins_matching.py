@@ -58,6 +58,8 @@ def test_face_with_best_iou_0_15_leaves_the_image_background():
     assert _iou32(face, [0, 0, 5 * U, 4 * U]) == pytest.approx(0.15)
     loc, conf, landm = _match([face], priors)
     assert conf.tolist() == [0, 0] and loc.abs().sum() == 0 and landm.abs().sum() == 0
+    # whatever the positive threshold: no face reaches 0.2, so the image is background
+    assert _match([face], priors, threshold=0.1)[1].tolist() == [0, 0]
 
 
 def test_face_with_best_iou_exactly_0_2_claims_its_prior():
@@ -103,7 +105,7 @@ def _softplus(z):
 # Background-class logit 0, face logit z: negatives cost softplus(z), positives softplus(-z).
 FACE_LOGITS = [
     [0.3, -1.0, 2.0, 0.1, -0.5, 0.0, 1.5, -2.0, 0.7, 1.1, -0.3, 0.4],  # image 1: priors 0, 5 positive
-    [1.2, 0.2, -0.7, 0.9, 2.5, -1.5, 0.6, 0.8, -0.2, 1.8, 0.05, -1.1],  # image 2: prior 7 positive
+    [1.2, 0.2, -0.7, 0.9, 2.5, -1.5, 0.6, -2.0, -0.2, 1.8, 0.05, -1.1],  # image 2: prior 7 positive (hard)
 ]
 
 
@@ -119,6 +121,23 @@ def _batch():
     logits = torch.tensor(FACE_LOGITS)
     conf = torch.stack([torch.zeros_like(logits), logits], dim=-1)
     return dict(loc=loc, conf=conf, landms=landms), targets
+
+
+def test_targets_of_a_batch_with_different_face_counts():
+    # image 0: cells 0 and 5 (labels 1, -1); image 1: no face; image 2: a face covering the top
+    # left quarter of cell 6 (IoU 1/4 < 0.35, forced) and a tiny one (best IoU < 0.2)
+    cx, cy, w, h = GRID[6].tolist()
+    quarter = [cx - w / 2, cy - h / 2, cx, cy] + [cx, cy] * 5 + [1.0]
+    tiny = [0.0, 0.0, 0.01, 0.01] + [0.0] * 10 + [1.0]
+    targets = [torch.tensor([_cell_face(0, 1.0), _cell_face(5, -1.0)]), torch.zeros(0, 15), torch.tensor([quarter, tiny])]
+    loc_t, conf_t, landm_t = MultiBoxLoss().build_targets(GRID, targets)
+    expected = torch.zeros(3, 12, dtype=torch.long)
+    expected[0, 0], expected[0, 5], expected[2, 6] = 1, -1, 1
+    assert torch.equal(conf_t, expected)
+    assert loc_t[0, 0].abs().max() < 1e-6 and loc_t[1].abs().sum() == 0
+    # quarter of the cell at its top-left corner: centre offset -w/4 over 0.1 w, size log(1/2) / 0.2
+    assert loc_t[2, 6].tolist() == pytest.approx([-2.5, -2.5, math.log(0.5) / 0.2, math.log(0.5) / 0.2], abs=1e-5)
+    assert landm_t[2, 6].abs().max() < 1e-5
 
 
 def test_multibox_loss_normalisers_and_mining_by_hand():

@@ -108,6 +108,16 @@ def test_top_k_and_keep_top_k():
     assert dets[:, 4].tolist() == pytest.approx(best[:4])
 
 
+def test_default_keep_top_k_is_750():
+    def fill(height, width, loc, scores, landms):
+        loc[:, 2:] = SHRINK
+        scores[0:2 * 30 * 30:2] = torch.linspace(0.9, 0.5, 30 * 30)  # 900 disjoint small priors
+
+    model = StandIn(fill)
+    dets, landms = FaceDetector(model, CFG)(np.zeros((240, 240, 3), np.uint8))
+    assert dets.shape == (750, 5) and landms.shape == (750, 10)
+
+
 def test_top_k_applies_before_nms():
     def fill(height, width, loc, scores, landms):
         # 10 copies of the same box (the large priors, moved onto one place), then 5 disjoint

@@ -448,13 +448,18 @@ def test_corrupt_image_in_test_widerface_keeps_the_finished_results_complete(tmp
     assert lines[0] == "a" and len(lines) == 2 + int(lines[1])
 
 
-def test_corrupt_image_in_detect(tmp_path, capsys):
+def test_corrupt_image_in_detect_is_listed_at_the_end_and_the_others_are_saved(tmp_path, capsys):
     weights = detector_weights(tmp_path / "w.pth")
-    folder = val_set(tmp_path / "val") / "0--Tiny"
+    folder = val_set(tmp_path / "val", names=("a", "b", "c")) / "0--Tiny"
     corrupt = folder / "b.jpg"
     corrupt.write_bytes(b"not a JPEG")
-    line = main_fails(detect.main, [folder, "-m", weights, "--cpu", "--save_folder", tmp_path / "det"], capsys)
-    assert line == f"error: {corrupt}: cannot read image (missing or corrupt)"
+    with pytest.raises(SystemExit) as exit_info:
+        detect.main([str(folder), "-m", str(weights), "--cpu", "--save_folder", str(tmp_path / "det")])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert one_error_line(err) == "error: 1 of 3 images failed (listed above); the other 2 were processed"
+    assert f"skipped {corrupt}: cannot read image (missing or corrupt)" in err.splitlines()
+    assert sorted(p.name for p in (tmp_path / "det").iterdir()) == ["a.jpg", "c.jpg"]
 
 
 # ---------------------------------------------------------------- evaluation inputs

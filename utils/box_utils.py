@@ -67,5 +67,6 @@ def nms(boxes, scores, threshold):
     ordered = torch.from_numpy(boxes[order].copy())
     ordered[:, 2:] += 1  # pixel-inclusive: width = x2 - x1 + 1
     rank = torch.arange(order.size, 0, -1, dtype=torch.float32)
-    keep = torchvision.ops.nms(ordered, rank, threshold)
+    # The public code compares float32 IoUs with a float32 threshold: IoU == threshold is kept.
+    keep = torchvision.ops.nms(ordered, rank, float(np.float32(threshold)))
     return order[keep.numpy()]

@@ -1,0 +1,193 @@
+"""The Python API (detector.py), non-finite predictions, and the layering of utils/."""
+import ast
+import json
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+import detect
+import test_widerface
+from config import network_config
+from data.synthetic import generate_synthetic_widerface
+from detector import DEFAULT_WEIGHTS, FaceDetector, Faces, load_detector
+from models import build_model
+from tests.conftest import REPO, shared_file, shipped_file
+from utils.visualize import draw_detections
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """Small images gain nothing from threads, and lose much on a busy 2-core machine."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def photos(tmp_path_factory):
+    """Two synthetic photos (seeded) on which the shipped student finds faces."""
+    root = tmp_path_factory.mktemp("photos")
+    generate_synthetic_widerface(root, num_train=0, num_val=2, image_size=(320, 400), workers=1)
+    return sorted((root / "val" / "images").rglob("*.jpg"))
+
+
+@pytest.fixture(scope="module")
+def student():
+    return FaceDetector.from_weights()
+
+
+def test_the_default_detector_is_the_shipped_student_with_test_widerface_settings(student):
+    assert DEFAULT_WEIGHTS == str(shipped_file("weights", "tdkd_student_distilled.pth"))
+    reference = test_widerface.parse_args([])
+    assert (student.confidence_threshold, student.top_k, student.nms_threshold, student.keep_top_k) == (
+        reference.confidence_threshold, reference.top_k, reference.nms_threshold, reference.keep_top_k)
+    assert student.cfg["name"] == "mobile0.25" and not student.model.task_heads
+
+
+def test_rgb_and_bgr_give_the_same_faces_when_declared(student, photos):
+    bgr = cv2.imread(str(photos[0]))
+    rgb = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+    faces = student.detect(bgr)
+    assert len(faces) > 10
+    for same in (student.detect(rgb, color="rgb"), student.detect(bgr, color="bgr")):
+        np.testing.assert_array_equal(same.boxes, faces.boxes)
+        np.testing.assert_array_equal(same.scores, faces.scores)
+        np.testing.assert_array_equal(same.landmarks, faces.landmarks)
+    wrong = student.detect(rgb)  # RGB declared as BGR: other faces
+    assert len(wrong) != len(faces) or not np.array_equal(wrong.scores, faces.scores)
+
+
+def test_rgb_declared_as_bgr_loses_faces_on_the_crowd_photo(student):
+    bgr = cv2.imread(str(shared_file("images", "crowd.jpg")))
+    rgb = bgr[:, :, ::-1]
+    strong = lambda faces: int((faces.scores >= 0.6).sum())  # noqa: E731
+    assert strong(student.detect(bgr)) == strong(student.detect(rgb, color="rgb")) == 26
+    assert strong(student.detect(rgb)) == 21
+
+
+def test_faces_hold_boxes_scores_and_five_landmarks(student, photos):
+    image = cv2.imread(str(photos[1]))
+    dets, points = student(image)
+    faces = student.detect(image)
+    assert faces.boxes.shape == (len(dets), 4) and faces.scores.shape == (len(dets),)
+    assert faces.landmarks.shape == (len(dets), 5, 2)
+    np.testing.assert_array_equal(faces.boxes, dets[:, :4])
+    np.testing.assert_array_equal(faces.landmarks[:, 2], points[:, 4:6])  # the nose is the third point
+    assert (np.diff(faces.scores) <= 0).all()
+    strong = faces[faces.scores >= 0.5]
+    assert isinstance(strong, Faces) and len(strong) == int((dets[:, 4] >= 0.5).sum())
+    listed = json.loads(json.dumps(strong.to_list()))
+    assert [f["score"] for f in listed] == [float(s) for s in strong.scores]
+    assert all(len(f["box"]) == 4 and np.array(f["landmarks"]).shape == (5, 2) for f in listed)
+
+
+def test_settings_and_bad_inputs(photos):
+    image = cv2.imread(str(photos[0]))
+    strict = FaceDetector.from_weights(DEFAULT_WEIGHTS, confidence_threshold=0.5)
+    assert len(strict.detect(image)) and (strict.detect(image).scores > 0.5).all()
+    with pytest.raises(ValueError, match="color must be one of"):
+        strict.detect(image, color="hsv")
+    with pytest.raises(ValueError, match=r"expected an H x W x 3 image, got shape \(20, 30\)"):
+        strict.detect(np.zeros((20, 30), np.uint8))
+
+
+# ---------------------------------------------------------------- non-finite predictions
+
+
+def diverged_weights(path):
+    """A detector whose box regressor is scaled by 1e30: box sizes exp(huge) = inf."""
+    torch.manual_seed(0)
+    model = build_model(network_config("mobile0.25"))
+    with torch.no_grad():
+        for name, parameter in model.named_parameters():
+            if name.startswith("BboxHead"):
+                parameter.mul_(1e30)
+    torch.save(model.state_dict(), path)
+    return path
+
+
+def test_the_scaled_model_really_predicts_infinite_boxes(tmp_path, photos):
+    model, cfg = load_detector(diverged_weights(tmp_path / "w.pth"))
+    raw = FaceDetector(model, cfg, confidence_threshold=2.0)  # keeps nothing
+    image = cv2.imread(str(photos[0]))
+    with torch.no_grad():
+        loc = model.predict(torch.from_numpy(np.float32(image).transpose(2, 0, 1))[None])[0]
+    assert torch.isfinite(loc).all() and loc.abs().max() > 1e20  # finite offsets, exp() overflows
+    assert len(raw.detect(image)) == 0
+
+
+def test_non_finite_boxes_are_dropped_with_one_warning_counting_them(tmp_path, photos):
+    detector = FaceDetector.from_weights(diverged_weights(tmp_path / "w.pth"))
+    image = cv2.imread(str(photos[0]))
+    with pytest.warns(UserWarning, match=r"^dropped \d+ non-finite boxes: the weights may have diverged") as caught:
+        faces = detector.detect(image)
+    assert len(caught) == 1
+    dropped = int(str(caught[0].message).split()[1])
+    assert dropped > 0 and detector.dropped_boxes == dropped
+    assert len(faces) > 0 and np.isfinite(faces.boxes).all() and np.isfinite(faces.landmarks).all()
+    draw_detections(image, *detector(image), vis_thres=0)  # huge finite boxes are drawn without error
+
+
+def test_detect_and_test_widerface_finish_on_a_diverged_model(tmp_path, photos, capsys):
+    weights = diverged_weights(tmp_path / "w.pth")
+    with pytest.warns(UserWarning, match=rf"{weights}: dropped \d+ non-finite boxes in 2 of 2 images") as caught:
+        counts = detect.run(detect.parse_args([str(photos[0].parent.parent), "--recursive", "-m", str(weights),
+                                               "--cpu", "--save_folder", str(tmp_path / "det"), "--vis_thres", "0"]))
+    assert len(caught) == 1 and len(counts) == 2 and all(n > 0 for n in counts.values())
+    assert len(list((tmp_path / "det").rglob("*.jpg"))) == 2
+
+    val = photos[0].parent.parent
+    pred = tmp_path / "pred"
+    with pytest.warns(UserWarning, match=rf"{weights}: dropped \d+ non-finite boxes in 2 of 2 images"):
+        test_widerface.main(["-m", str(weights), "--cpu", "--origin_size", "--dataset_folder", str(val),
+                             "--save_folder", str(pred)])
+    files = sorted(pred.rglob("*.txt"))
+    assert len(files) == 2
+    for path in files:
+        lines = path.read_text().splitlines()
+        assert int(lines[1]) == len(lines) - 2 > 0
+        assert all(np.isfinite([float(v) for v in line.split()]).all() for line in lines[2:])
+
+
+def test_weights_holding_nan_are_refused_as_diverged(tmp_path, photos, capsys):
+    state = build_model(network_config("mobile0.25")).state_dict()
+    state["fpn.output1.0.weight"][0, 0] = float("nan")
+    path = tmp_path / "diverged.pth"
+    torch.save(state, path)
+    with pytest.raises(SystemExit) as exit_info:
+        detect.main([str(photos[0]), "-m", str(path), "--cpu", "--save_folder", str(tmp_path / "det")])
+    assert exit_info.value.code == 2
+    assert capsys.readouterr().err == (f"error: {path}: 1 tensors hold nan or inf (e.g. fpn.output1.0.weight): "
+                                       "these weights diverged; use an earlier checkpoint\n")
+
+
+# ---------------------------------------------------------------- layering
+
+
+def test_utils_imports_nothing_above_it():
+    above = {"models", "layers", "data", "detector", "train", "detect", "test_widerface", "quickstart"}
+    found = []
+    for path in (REPO / "utils").glob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                names = [node.module]
+            elif isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            else:
+                continue
+            found += [f"{path.name}: {name}" for name in names if name.split(".")[0] in above]
+    assert found == []
+
+
+def test_the_readme_example_runs(tmp_path, photos, monkeypatch, capsys):
+    readme = (REPO / "README.md").read_text()
+    section = readme[readme.index("### Python API"):]
+    code = section[section.index("```python\n") + len("```python\n"):section.index("```\n", section.index("```python"))]
+    (tmp_path / "photo.jpg").write_bytes(photos[0].read_bytes())
+    monkeypatch.chdir(tmp_path)
+    exec(compile(code, "README.md", "exec"), {})
+    printed = capsys.readouterr().out
+    assert len(FaceDetector.from_weights().detect(cv2.imread("photo.jpg"))) == printed.count("]]\n") > 0
