@@ -75,6 +75,8 @@ def parse_args(argv=None):
     p.add_argument("--ngpu", type=int, default=1,
                    help="the public code's DataParallel GPU count; here only 1 is accepted: use torchrun for more")
     p.add_argument("--amp", action="store_true", help="mixed precision (float16 on CUDA, bfloat16 on CPU)")
+    p.add_argument("--compile", action="store_true",
+                   help="torch.compile the trained network and the teacher (minutes of compiling first)")
     p.add_argument("--max_iter", type=int, help="stop after this many iterations (smoke tests, benchmarks)")
     p.add_argument("-b", "--batch_size", type=int,
                    help="global batch, split over the processes; default: " + _recipe_default("batch_size"))
@@ -151,6 +153,10 @@ class Trainer:
         amp_dtype = torch.float16 if ctx.device.type == "cuda" else torch.bfloat16
         self.autocast = (lambda: torch.autocast(ctx.device.type, dtype=amp_dtype)) if args.amp else nullcontext
         self.scaler = torch.amp.GradScaler("cuda", enabled=args.amp and ctx.device.type == "cuda")
+        if args.compile:
+            for module in (self.model, self.teacher):
+                if module is not None:
+                    module.compile()
         self.train_model = self._wrap(self.model)
         trainable = any(p.requires_grad for p in self._distiller_parameters())
         self.train_distiller = self._wrap(self.distiller) if trainable else self.distiller
@@ -308,9 +314,7 @@ class Trainer:
         return bool(self.args.max_iter) and self.iteration >= self.args.max_iter
 
     def _step(self, images, targets):
-        device = self.ctx.device
-        images = images.to(device, non_blocking=True)
-        targets = [t.to(device) for t in targets]
+        images, targets = self._inputs(images, targets)
         with self.autocast():
             outputs = self.train_model(images)
             if self.teacher is not None:
@@ -331,6 +335,11 @@ class Trainer:
         self.scaler.step(self.optimizer)
         self.scaler.update()
         return {k: v.detach() for k, v in losses.items()}
+
+    def _inputs(self, images, targets):
+        """The batch on the device."""
+        device = self.ctx.device
+        return images.to(device, non_blocking=True), [t.to(device) for t in targets]
 
     @torch.no_grad()
     def _teacher_outputs(self, images):

@@ -2,7 +2,7 @@
 
     python bench/data_speed.py                                # image 640, batch 32, two sets
     python bench/data_speed.py --img_dim 320 --batch_size 16  # the quickstart's sizes
-    python bench/data_speed.py --loader_workers 8 16          # also a real DataLoader (GPU machines)
+    python bench/data_speed.py --images 512 --loader_workers 8 16   # also a DataLoader (GPU machines)
 
 Sets: the synthetic WIDER-format set at its default sizes, and synthetic JPEGs with a 1024-pixel
 long side (about WIDER FACE's 1024x700). Times are CPU seconds of this one process (OpenCV and

@@ -6,9 +6,11 @@
 
 Parts, each the best over the timed iterations: student forward, teacher forward, MultiBoxLoss,
 distillation losses, backward, optimiser step; then the whole ``Trainer._step`` (the parts in
-one call, plus the finite-loss check), best and mean. Data comes from a small synthetic
-WIDER-format set, loaded before timing: the table measures the model and the losses, not
-JPEG decoding (``bench/data_speed.py`` measures that). On CUDA, peak memory of the whole step.
+one call, plus the finite-loss check), best and mean. ``--clock cpu`` times CPU seconds of this
+process instead of wall-clock seconds: with ``OMP_NUM_THREADS=1`` the measure least disturbed
+by other jobs on a shared machine. Data comes from a small synthetic WIDER-format set, loaded
+before timing: the table measures the model and the losses, not JPEG decoding
+(``bench/data_speed.py`` measures that). On CUDA, peak memory of the whole step.
 """
 import argparse
 import sys
@@ -48,6 +50,9 @@ def parse_args():
     p.add_argument("--iters", type=int, default=3, help="timed iterations per case (after one warm-up)")
     p.add_argument("--cases", nargs="+", choices=sorted(CASES), default=DEFAULT_CASES)
     p.add_argument("--amp", action="store_true")
+    p.add_argument("--compile", action="store_true", help="train.py --compile (two warm-up steps instead of one)")
+    p.add_argument("--clock", choices=("wall", "cpu"), default="wall",
+                   help="cpu: CPU seconds of this process (CPU device; with one thread, robust to other jobs)")
     return p.parse_args()
 
 
@@ -56,12 +61,11 @@ def build_trainer(root, name, args):
     mode, network, teacher = CASES[name]
     argv = ["--mode", mode, "--network", network, "--training_dataset", str(root / "train" / "label.txt"),
             "--save_folder", str(root / "out"), "--device", args.device, "--batch_size", str(args.batch_size),
-            "--img_dim", str(args.img_dim), "--num_workers", "0",
+            "--img_dim", str(args.img_dim), "--num_workers", "0", "--lr", "1e-4",  # keeps random weights finite
             "--resume_net", _random_weights(root, network, mode == "teacher")]
     if teacher:
         argv += ["--teacher_network", teacher, "--teacher_weights", _random_weights(root, teacher, True)]
-    if args.amp:
-        argv.append("--amp")
+    argv += [flag for flag in ("--amp", "--compile") if getattr(args, flag[2:])]
     return train.Trainer(train.parse_args(argv), init_distributed(args.device))
 
 
@@ -73,11 +77,10 @@ def _random_weights(root, network, task_heads):
     return str(path)
 
 
-def time_parts(trainer, images, targets, sync):
+def time_parts(trainer, images, targets, timer):
     """One step taken apart (the same calls as ``Trainer._step``), seconds per part."""
-    times, clock = {}, Timer(sync)
-    images = images.to(trainer.ctx.device)
-    targets = [t.to(trainer.ctx.device) for t in targets]
+    times, clock = {}, timer()
+    images, targets = trainer._inputs(images, targets)
     with trainer.autocast():
         outputs = train._to_float(trainer.train_model(images))
     times["student forward"] = clock.lap()
@@ -101,14 +104,16 @@ def time_parts(trainer, images, targets, sync):
 
 
 class Timer:
-    def __init__(self, sync):
-        self.sync = sync
+    """Seconds between laps on ``clock`` (``time.perf_counter`` or ``time.process_time``), after ``sync``."""
+
+    def __init__(self, sync, clock):
+        self.sync, self.clock = sync, clock
         self.sync()
-        self.last = time.perf_counter()
+        self.last = self.clock()
 
     def lap(self):
         self.sync()
-        now = time.perf_counter()
+        now = self.clock()
         seconds, self.last = now - self.last, now
         return seconds
 
@@ -118,17 +123,23 @@ def time_case(root, name, args):
     trainer = build_trainer(root, name, args)
     trainer.model.train()
     sync = torch.cuda.synchronize if trainer.ctx.device.type == "cuda" else (lambda: None)
+    clock = time.process_time if args.clock == "cpu" else time.perf_counter
+
+    def timer():
+        return Timer(sync, clock)
+
     distinct = [b for _, b in zip(range(min(args.iters, 4)), _cycle(trainer.loader))]
     batches = [distinct[i % len(distinct)] for i in range(args.iters)]
-    trainer._step(*batches[0])  # warm-up
-    parts = [time_parts(trainer, *batch, sync) for batch in batches]
+    for _ in range(2 if args.compile else 1):  # warm-up
+        trainer._step(*batches[0])
+    parts = [time_parts(trainer, *batch, timer) for batch in batches]
     if trainer.ctx.device.type == "cuda":
         torch.cuda.reset_peak_memory_stats()
     steps = []
     for batch in batches:
-        clock = Timer(sync)
+        step_timer = timer()
         trainer._step(*batch)
-        steps.append(clock.lap())
+        steps.append(step_timer.lap())
     best_parts = {part: min(p[part] for p in parts) for part in parts[0]}
     memory = torch.cuda.max_memory_allocated() / 2 ** 30 if trainer.ctx.device.type == "cuda" else None
     return best_parts, min(steps), sum(steps) / len(steps), memory
@@ -147,7 +158,8 @@ def main():
         root = Path(tmp)
         generate_synthetic_widerface(root, num_train=max(4 * args.batch_size, 16), num_val=1, seed=0)
         print(f"device {args.device}, batch {args.batch_size}, image {args.img_dim}, amp {args.amp}, "
-              f"{torch.get_num_threads()} threads; seconds, best of {args.iters} iterations")
+              f"compile {args.compile}, {torch.get_num_threads()} threads; {args.clock} seconds, "
+              f"best of {args.iters} iterations")
         memory_column = " peak GiB |" if args.device.startswith("cuda") else ""
         print("| case | " + " | ".join(PARTS) + " | step (best) | step (mean) | images / s |" + memory_column)
         print("|---" * (len(PARTS) + 4 + bool(memory_column)) + "|")

@@ -31,30 +31,30 @@ def match_batch(truths, labels, landms, present, priors, threshold, variances):
     num_priors = priors.shape[0]
     if faces == 0:
         return _background(priors, batch)
-    overlaps = box_iou(truths.reshape(-1, 4), point_form(priors)).view(batch, faces, num_priors)
-    overlaps.masked_fill_(~present[:, :, None], -1.0)  # padding never wins a prior
+    overlaps = priors.new_full((batch, faces, num_priors), -1.0)  # padding never wins a prior
+    overlaps[present] = box_iou(truths[present], point_form(priors))
     best_prior_overlap, best_prior_idx = overlaps.max(2)  # [B, N]
     valid = best_prior_overlap >= MIN_BEST_OVERLAP
     matched_image = valid.any(1)  # [B]
     best_truth_overlap, best_truth_idx = overlaps.max(1)  # [B, A]
 
-    offsets = torch.arange(batch, device=priors.device)[:, None] * num_priors
-    flat_best_prior = (best_prior_idx + offsets)[present]  # faces in (image, order) order
-    best_truth_overlap.view(-1).index_fill_(0, (best_prior_idx + offsets)[valid], 2)
+    image_offsets = torch.arange(batch, device=priors.device)[:, None]
+    flat_best_prior = best_prior_idx + image_offsets * num_priors  # [B, N], into the flattened [B * A]
+    best_truth_overlap.view(-1).index_fill_(0, flat_best_prior[valid], 2)
     # Every face claims its best prior; on a shared prior the highest (latest) index wins.
     claimant = torch.full((batch * num_priors,), -1, dtype=torch.long, device=priors.device)
-    order = torch.arange(faces, device=priors.device).expand(batch, faces)[present]
-    claimant.scatter_reduce_(0, flat_best_prior, order, reduce="amax")
+    order = torch.arange(faces, device=priors.device).expand(batch, faces)
+    claimant.scatter_reduce_(0, flat_best_prior[present], order[present], reduce="amax")
     claimant = claimant.view(batch, num_priors)
     claimed = claimant >= 0
     best_truth_idx[claimed] = claimant[claimed]
 
     conf = labels.gather(1, best_truth_idx)
     conf[(best_truth_overlap < threshold) | ~matched_image[:, None]] = 0
-    gather = best_truth_idx.view(-1) + torch.arange(batch, device=priors.device).repeat_interleave(num_priors) * faces
+    matched_face = (best_truth_idx + image_offsets * faces).view(-1)  # into the flattened [B * N]
     tiled = priors.repeat(batch, 1)
-    loc = encode(truths.reshape(-1, 4)[gather], tiled, variances).view(batch, num_priors, 4)
-    landm = encode_landm(landms.reshape(-1, 10)[gather], tiled, variances).view(batch, num_priors, 10)
+    loc = encode(truths.reshape(-1, 4)[matched_face], tiled, variances).view(batch, num_priors, 4)
+    landm = encode_landm(landms.reshape(-1, 10)[matched_face], tiled, variances).view(batch, num_priors, 10)
     background = ~matched_image
     loc[background] = 0
     landm[background] = 0

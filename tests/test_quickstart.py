@@ -9,7 +9,22 @@ import pytest
 import config
 import quickstart
 from bench import ablation
-from tests.conftest import REPO
+from tests.conftest import REPO, shipped_file
+from utils.checkpoint import read_state_dict
+
+TEACHER_SHA256 = {
+    "pth": "b7fe3653556de12b47e3c08294d35f143ebee5bd64ec12d55f98182d2fc6d33b",
+    "json": "e6d99d72ce8e44989d3855afb1d3f00ec2ba58868c92cce890f53f87df5df9ad",
+}
+
+
+def test_shipped_teacher_is_the_recorded_file_and_described():
+    weights = shipped_file(*config.QUICKSTART["teacher_weights"].split("/"))
+    for suffix, digest in TEACHER_SHA256.items():
+        assert quickstart.sha256(weights.with_suffix(f".{suffix}")) == digest
+    assert json.loads(weights.with_suffix(".json").read_text())["network"] == config.QUICKSTART["teacher_network"]
+    assert weights.stat().st_size < 20e6
+    assert any("ClassHead.0.conv_dw_3x3" in key for key in read_state_dict(weights))  # task heads: a teacher
 
 
 def test_teacher_flags_exclude_each_other():

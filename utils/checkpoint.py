@@ -88,12 +88,9 @@ def _kind_mismatch(expected, state_dict):
 
 
 def check_keys(model, state_dict, path, strict=True):
-    """Raise one line saying what the file is when it is another kind of weights (backbone,
-    student, teacher), else listing missing / unexpected / mis-shaped keys (a few of each)."""
+    """Raise one line listing missing / unexpected / mis-shaped keys (a few of each), led by
+    what the file is when it is another kind of weights (backbone, student, teacher)."""
     expected = model.state_dict()
-    mismatch = _kind_mismatch(expected, state_dict)
-    if mismatch:
-        raise TDKDError(located(path, mismatch))
     missing = [k for k in expected if k not in state_dict]
     unexpected = [k for k in state_dict if k not in expected]
     shapes = [
@@ -110,6 +107,9 @@ def check_keys(model, state_dict, path, strict=True):
         problems.append(f"{len(shapes)} keys with other shapes (e.g. {'; '.join(shapes[:3])})")
     if not strict and len(missing) == len(expected):
         problems.append("no key matches this model")
+    mismatch = _kind_mismatch(expected, state_dict) if problems else None
+    if mismatch:
+        raise TDKDError(located(path, f"{mismatch} ({'; '.join(problems)})"))
     if problems:
         raise TDKDError(located(path, "weights do not fit this model: " + "; ".join(problems)))
 
