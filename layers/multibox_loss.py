@@ -71,7 +71,8 @@ class MultiBoxLoss(nn.Module):
 
 
 def pad_targets(targets):
-    """Per-image ``(N_i, 15)`` targets -> zero-padded ``[B, max N_i, 15]`` and the ``[B, max N_i]`` mask of real faces."""
+    """Per-image ``(N_i, 15)`` targets -> zero-padded ``[B, N, 15]`` (N = max N_i) and the
+    ``[B, N]`` mask of the real faces."""
     counts = torch.tensor([len(t) for t in targets])
     padded = torch.nn.utils.rnn.pad_sequence(list(targets), batch_first=True)
     present = torch.arange(padded.shape[1])[None] < counts[:, None]

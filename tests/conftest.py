@@ -57,5 +57,10 @@ def tiny_dataset(tmp_path):
 
 
 @pytest.fixture(autouse=True)
-def _few_threads():
-    torch.set_num_threads(2)
+def _one_thread():
+    """The suite's models and images are small: they gain nothing from threads, and lose much
+    on a busy 2-core machine."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

@@ -6,7 +6,6 @@ import os
 import cv2
 import numpy as np
 import pytest
-import torch
 
 import config
 import detect
@@ -14,14 +13,6 @@ from data.synthetic import generate_synthetic_widerface
 from detector import FaceDetector
 from tests.test_reliability import one_error_line
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Small images gain nothing from threads, and lose much on a busy 2-core machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")

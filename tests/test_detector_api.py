@@ -17,14 +17,6 @@ from tests.conftest import REPO, shared_file, shipped_file
 from utils.visualize import draw_detections
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Small images gain nothing from threads, and lose much on a busy 2-core machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
 
 @pytest.fixture(scope="module")
 def photos(tmp_path_factory):

@@ -19,14 +19,6 @@ from utils.inference import postprocess, preprocess
 onnxruntime = pytest.importorskip("onnxruntime", reason="onnxruntime is not installed (pip install -r requirements.txt)")
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Small images gain nothing from threads, and lose much on a busy 2-core machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
 
 @pytest.fixture(scope="module")
 def exported(tmp_path_factory):

@@ -1,16 +1,13 @@
 """The training schedule: the learning rate steps per epoch at the milestones; the total loss
 is 2 loc + conf + landm (SPEC 4)."""
 import pytest
-import torch
 
 import train
 from utils.logger import read_log
 
 
 def test_lr_steps_per_epoch_at_the_milestone_and_total_is_weighted(tiny_dataset, tmp_path):
-    # 4 images, batch 2: two iterations per epoch. One thread: tiny convolutions gain nothing
-    # from two, and on a busy machine the second thread's barriers cost seconds per step.
-    torch.set_num_threads(1)
+    # 4 images, batch 2: two iterations per epoch.
     args = train.parse_args(["--training_dataset", str(tiny_dataset), "--save_folder", str(tmp_path),
                              "--mode", "student", "--img_dim", "32", "--batch_size", "2", "--num_workers", "0",
                              "--device", "cpu", "--max_epoch", "2", "--milestones", "1", "--lr", "1e-3",

@@ -42,14 +42,6 @@ pytestmark = [pytest.mark.filterwarnings("ignore:.*no ImageNet weights found"),
 # ---------------------------------------------------------------- helpers
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny models gain nothing from threads, and lose much on a busy 2-core machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
 
 def one_error_line(stderr):
     """The error line of a failed run: exactly one, starting 'error:', last, no traceback.

@@ -23,14 +23,6 @@ def argv(tiny_dataset, folder, *extra):
     return ["--training_dataset", str(tiny_dataset), "--save_folder", str(folder), *SMALL, *extra]
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny models gain nothing from threads, and lose much on a busy 2-core machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
 
 @pytest.fixture(scope="module")
 def val_dataset(tmp_path_factory):
