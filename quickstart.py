@@ -21,6 +21,7 @@ from pathlib import Path
 import config
 from data.synthetic import generate_synthetic_widerface
 from utils.checkpoint import write_bytes_atomic, write_text_atomic
+from utils.cli import HelpFormatter
 from utils.errors import TDKDError, exit_on_error
 from widerface_evaluate.evaluation import SETTINGS, evaluate, save_pr_curves
 
@@ -29,7 +30,7 @@ CONTROL_ROW = "student, same extra epochs without teacher"
 
 
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=HelpFormatter)
     p.add_argument("--out", default="outputs/quickstart", help="folder for data, weights and results")
     p.add_argument("--seed", type=int, default=0, help="training seed (the data keep config's seed)")
     teacher = p.add_mutually_exclusive_group()

@@ -22,6 +22,7 @@ import numpy as np  # noqa: E402
 
 import config  # noqa: E402
 from quickstart import REPO, ensure_data, find_backbone_weights, test_and_evaluate, train_model  # noqa: E402
+from utils.cli import HelpFormatter  # noqa: E402
 from utils.errors import TDKDError, exit_on_error  # noqa: E402
 from widerface_evaluate.evaluation import SETTINGS  # noqa: E402
 
@@ -31,9 +32,9 @@ QUICKSTART_RUNS = {"control": "student_more", "tdkd": "tdkd"}
 
 
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=HelpFormatter)
     p.add_argument("--rows", nargs="+", choices=list(ROWS), default=list(ROWS), help="rows, run in this order")
-    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="training seeds of every row")
     p.add_argument("--out", default="outputs/quickstart", help="the quickstart's folder (data, student, runs)")
     p.add_argument("--teacher_weights", help="default: the shipped config.QUICKSTART['teacher_weights']")
     p.add_argument("--backbone_weights", help="ImageNet MobileNet0.25 for the student (quickstart.py's default)")

@@ -26,17 +26,18 @@ from torch.utils.data import DataLoader  # noqa: E402
 
 from data import TrainTransform, WiderFaceDetection, detection_collate  # noqa: E402
 from data.synthetic import generate_synthetic_widerface  # noqa: E402
+from utils.cli import HelpFormatter  # noqa: E402
 from utils.errors import exit_on_error  # noqa: E402
 
 SETS = {"synthetic": None, "1024 px": (1024, 1024)}  # long-side range (None: the generator's default)
 
 
 def parse_args():
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--img_dim", type=int, default=640)
-    p.add_argument("--batch_size", type=int, default=32)
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=HelpFormatter)
+    p.add_argument("--img_dim", type=int, default=640, help="training image size")
+    p.add_argument("--batch_size", type=int, default=32, help="images per collated batch")
     p.add_argument("--images", type=int, default=48, help="images per set")
-    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--repeats", type=int, default=3, help="timing rounds; the best is kept")
     p.add_argument("--rates", type=float, nargs="+", default=[34.0, 1000.0],
                    help="training speeds (images/s) to size the worker count for; defaults: the CPU "
                         "quickstart student step, the GPU goal of issue 10")

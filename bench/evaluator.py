@@ -21,18 +21,19 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from tests.test_evaluation import ref_evaluation  # noqa: E402
+from utils.cli import HelpFormatter  # noqa: E402
 from utils.errors import exit_on_error  # noqa: E402
 from widerface_evaluate.evaluation import (SETTINGS, evaluate, evaluate_predictions,  # noqa: E402
                                            load_ground_truth, read_predictions)
 
 
 def parse_args():
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--gt", default=str(REPO.parent / "shared" / "widerface" / "ground_truth"))
-    p.add_argument("--boxes_per_image", type=int, default=310)
-    p.add_argument("--repeats", type=int, default=3)
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=HelpFormatter)
+    p.add_argument("--gt", default=str(REPO / "widerface_evaluate" / "ground_truth"), help="official .mat files (shipped)")
+    p.add_argument("--boxes_per_image", type=int, default=310, help="made-up predictions per image")
+    p.add_argument("--repeats", type=int, default=3, help="timing rounds; the best is kept")
     p.add_argument("--reference_images", type=int, default=300, help="0 skips timing the public copy")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="seed of the made-up predictions")
     return p.parse_args()
 
 

@@ -28,6 +28,7 @@ from config import network_config  # noqa: E402
 from data.synthetic import generate_synthetic_widerface  # noqa: E402
 from models import build_model  # noqa: E402
 from utils.distributed import init_distributed  # noqa: E402
+from utils.cli import HelpFormatter  # noqa: E402
 from utils.errors import exit_on_error  # noqa: E402
 
 CASES = {  # name: (mode, network, teacher)
@@ -43,13 +44,13 @@ PARTS = ("student forward", "teacher forward", "MultiBoxLoss", "distillation", "
 
 
 def parse_args():
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--device", default="cpu")
-    p.add_argument("--batch_size", type=int, default=8)
-    p.add_argument("--img_dim", type=int, default=640)
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=HelpFormatter)
+    p.add_argument("--device", default="cpu", help="cpu or cuda[:N]")
+    p.add_argument("--batch_size", type=int, default=8, help="images per step")
+    p.add_argument("--img_dim", type=int, default=640, help="training image size")
     p.add_argument("--iters", type=int, default=3, help="timed iterations per case (after one warm-up)")
-    p.add_argument("--cases", nargs="+", choices=sorted(CASES), default=DEFAULT_CASES)
-    p.add_argument("--amp", action="store_true")
+    p.add_argument("--cases", nargs="+", choices=sorted(CASES), default=DEFAULT_CASES, help="modes and networks to time")
+    p.add_argument("--amp", action="store_true", help="mixed precision, as train.py --amp")
     p.add_argument("--compile", action="store_true", help="train.py --compile (two warm-up steps instead of one)")
     p.add_argument("--clock", choices=("wall", "cpu"), default="wall",
                    help="cpu: CPU seconds of this process (CPU device; with one thread, robust to other jobs)")
