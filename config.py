@@ -194,7 +194,7 @@ def _parse_like(raw, default):
 # adapters learn, and a short run does not recover (-9 AP measured after 4 epochs).
 QUICKSTART = dict(
     data=dict(num_train=480, num_val=400, image_size=[320, 480], seed=0),
-    backbone_weights=["weights/mobilenetV1X0.25_pretrain.tar", "../shared/weights/mobilenetV1X0.25_pretrain.tar"],
+    backbone_weights=["weights/mobilenetV1X0.25_pretrain.tar"],
     teacher_network="mobile0.25-wide",
     # The shipped teacher (with its .json), made by `make teacher` (= quickstart.py --make_teacher)
     # from ``teacher_data`` and the ``teacher`` recipe below; tests/test_quickstart_teacher.py pins it.

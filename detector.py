@@ -26,7 +26,7 @@ import torch
 import config
 from layers import prior_boxes
 from models import build_model
-from utils.checkpoint import load_state, read_state_dict
+from utils.checkpoint import load_state, read_state_dict, weights_kind
 from utils.errors import TDKDError, located
 from utils.inference import Timer, describe_weights, description_path, postprocess, preprocess
 
@@ -53,7 +53,7 @@ def load_detector(path=DEFAULT_WEIGHTS, network=None, activation=None, device="c
     if non_finite:
         raise TDKDError(located(path, f"{len(non_finite)} tensors hold nan or inf (e.g. {non_finite[0]}): "
                                       "these weights diverged; use an earlier checkpoint"))
-    task_heads = any(key.startswith("ClassHead.0.conv_dw_3x3") for key in state_dict)
+    task_heads = weights_kind(state_dict) == "teacher"
     model = load_state(build_model(cfg, task_heads=task_heads), state_dict, path)
     return model.to(device).eval(), cfg
 
