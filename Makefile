@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 EXT_STAMP := widerface_evaluate/.built
 
-.PHONY: venv build test quickstart teacher bench clean
+.PHONY: venv build test quickstart synthetic-weights bench clean
 
 venv: $(VENV)/.installed
 
@@ -26,9 +26,10 @@ test: build
 quickstart: build
 	$(PY) quickstart.py
 
-# Retrain the quickstart's shipped teacher from scratch (config.QUICKSTART) and install it in weights/.
-teacher: build
-	$(PY) quickstart.py --make_teacher --out outputs/teacher
+# Retrain the quickstart's shipped teacher and student from scratch (config.QUICKSTART) and
+# install them in weights/.
+synthetic-weights: build
+	$(PY) quickstart.py --make_weights --out outputs/synthetic_weights
 
 bench: build
 	$(PY) bench/train_speed.py

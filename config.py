@@ -196,9 +196,12 @@ QUICKSTART = dict(
     data=dict(num_train=480, num_val=400, image_size=[320, 480], seed=0),
     backbone_weights=["weights/mobilenetV1X0.25_pretrain.tar"],
     teacher_network="mobile0.25-wide",
-    # The shipped teacher (with its .json), made by `make teacher` (= quickstart.py --make_teacher)
-    # from ``teacher_data`` and the ``teacher`` recipe below; tests/test_quickstart_teacher.py pins it.
+    # The shipped teacher and student (each with its .json), made by `make synthetic-weights`
+    # (= quickstart.py --make_weights) with the ``teacher`` and ``student`` recipes below;
+    # tests/test_quickstart.py pins both. The quickstart starts the control and TDKD from this
+    # student instead of training it (~4 of the 10 minutes it may take).
     teacher_weights="weights/synthetic_teacher_mobile0.25-wide.pth",
+    student_weights="weights/synthetic_student_mobile0.25.pth",
     # The teacher's own train set: the same generator and seed with 3x the images (its first
     # 480 are the student's train set byte for byte); no val images (it is evaluated on the
     # quickstart's). Measured (AP easy / medium / hard): 12 epochs on the 480 images gave
@@ -208,13 +211,13 @@ QUICKSTART = dict(
     # the control: more iterations are the next step (README, Quickstart).
     teacher_data=dict(num_train=1440, num_val=0),
     common=dict(img_dim=320, batch_size=16, num_workers=2, save_interval=1000),
-    teacher=dict(max_epoch=3, lr=1e-2, milestones=[2], seed=0),
-    student=dict(max_epoch=12, lr=1e-2, milestones=[9]),
+    teacher=dict(max_epoch=16, lr=1e-2, milestones=[12, 15], seed=0),
+    student=dict(max_epoch=12, lr=1e-2, milestones=[9], seed=0),
     distillation=dict(max_epoch=8, lr=1e-2, milestones=[6], set=["loss_weights.feature=0.1"]),
 )
 
 # bench/ablation.py: the paper's analysis in miniature. Every row starts from the quickstart's
-# student of ``student_seed``, runs the quickstart's distillation schedule with one shared
+# student, runs the quickstart's distillation schedule with one shared
 # teacher, and adds its ``--set`` overrides to config.QUICKSTART['distillation']'s (feature
 # weight 0.1, probability weight 50); a row without overrides (None) is the control: the same
 # epochs without a teacher. The coupled and FitNet terms take the feature term's weight 0.1.
@@ -224,7 +227,6 @@ QUICKSTART = dict(
 _NO_FEATURE = ["loss_weights.feature=0"]
 _NO_PROBABILITY = ["loss_weights.probability=0"]
 ABLATION = dict(
-    student_seed=0,
     rows=dict(
         control=("control: same epochs, no teacher", None),
         tdkd=("full TDKD (task features + probability)", []),

@@ -1,10 +1,11 @@
 """The whole TDKD study in miniature on a synthetic WIDER-format face set, on a CPU.
 
-    make quickstart        # or: python quickstart.py [--out outputs/quickstart] [--seed 0]
-    make teacher           # or: python quickstart.py --make_teacher: retrain the shipped teacher
+    make quickstart          # or: python quickstart.py [--out outputs/quickstart] [--seed 0]
+    make synthetic-weights   # or: python quickstart.py --make_weights: retrain the shipped teacher and student
 
-Generates the data, evaluates the shipped teacher (``config.QUICKSTART['teacher_weights']``),
-trains the student alone, the control (the student trained on for the distillation's epochs
+Generates the data, evaluates the shipped teacher and student (``config.QUICKSTART``'s
+``teacher_weights`` and ``student_weights``, both trained by this script's --make_weights),
+trains from that student the control (the student trained on for the distillation's epochs
 without a teacher) and the TDKD student with ``train.py``, tests each with
 ``test_widerface.py``, evaluates with the official protocol, saves the PR curves and prints
 the Markdown table. Settings: ``config.QUICKSTART``.
@@ -32,18 +33,27 @@ CONTROL_ROW = "student, same extra epochs without teacher"
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=HelpFormatter)
     p.add_argument("--out", default="outputs/quickstart", help="folder for data, weights and results")
-    p.add_argument("--seed", type=int, default=0, help="training seed (the data keep config's seed)")
+    p.add_argument("--seed", type=int, default=0, help="training seed of the control and the TDKD student "
+                   "(the data, teacher and student keep config's seeds)")
     teacher = p.add_mutually_exclusive_group()
     teacher.add_argument("--teacher_weights", help="teacher to distil from (default: the shipped "
                          "config.QUICKSTART['teacher_weights'])")
     teacher.add_argument("--train_teacher", action="store_true",
-                         help="train a teacher from scratch (config.QUICKSTART['teacher']) and distil from it")
-    teacher.add_argument("--make_teacher", action="store_true",
-                         help="only train the teacher from scratch, evaluate it and install it as the "
-                         "shipped one (what `make teacher` runs)")
-    p.add_argument("--backbone_weights", help="ImageNet MobileNet0.25 (mobilenetV1X0.25_pretrain.tar); "
-                   "default: the first file found of config.QUICKSTART['backbone_weights']")
-    return p.parse_args(argv)
+                         help="train the teacher from scratch (config.QUICKSTART['teacher']) and distil from it")
+    teacher.add_argument("--make_weights", action="store_true",
+                         help="only train teacher and student from scratch, evaluate them and install them "
+                         "as the shipped ones (what `make synthetic-weights` runs)")
+    student = p.add_mutually_exclusive_group()
+    student.add_argument("--student_weights", help="student to start the control and TDKD from (default: the "
+                         "shipped config.QUICKSTART['student_weights'])")
+    student.add_argument("--train_student", action="store_true",
+                         help="train the student from ImageNet (config.QUICKSTART['student']) and start from it")
+    p.add_argument("--backbone_weights", help="ImageNet MobileNet0.25 (mobilenetV1X0.25_pretrain.tar) for "
+                   "training from scratch; default: the first file found of config.QUICKSTART['backbone_weights']")
+    args = p.parse_args(argv)
+    if args.make_weights and (args.student_weights or args.train_student):
+        p.error("--make_weights trains the student itself")
+    return args
 
 
 def run_command(args, log):
@@ -85,18 +95,27 @@ def find_backbone_weights(path=None):
                     f"looked for {', '.join(map(str, candidates))} (put it there or pass --backbone_weights PATH)")
 
 
+def run_signature(args):
+    """What a training run is: its command, and the sha256 of every weights file it reads."""
+    return dict(command=[str(arg) for arg in args],
+                inputs={str(arg): sha256(arg) for arg in args if isinstance(arg, Path) and arg.suffix in (".pth", ".tar")})
+
+
 def train_model(mode, data, folder, seed, extra=(), schedule=None):
     """Train with ``train.py`` on the quickstart recipe of ``mode`` (its epochs, learning rate
-    and milestones replaced by ``schedule`` if given); a finished run is reused."""
-    if any(folder.glob("*_Final.pth")):
-        print(f"reusing {folder}", flush=True)
-        return
-    recipe = {"seed": seed, **config.QUICKSTART["common"], **config.QUICKSTART[mode], **(schedule or {})}
+    and milestones replaced by ``schedule`` if given). A finished run is reused only if its
+    command and input weights are the same (``run.json``): a changed teacher trains again."""
+    recipe = {**config.QUICKSTART["common"], **config.QUICKSTART[mode], **(schedule or {}), "seed": seed}
     args = ["train.py", "--mode", mode, "--training_dataset", data / "train" / "label.txt",
             "--save_folder", folder, "--device", "cpu", *extra]
     for key, value in recipe.items():
         args += [f"--{key}", *(value if isinstance(value, list) else [value])]
+    signature, record = run_signature(args), folder / "run.json"
+    if any(folder.glob("*_Final.pth")) and record.exists() and json.loads(record.read_text()) == signature:
+        print(f"reusing {folder}", flush=True)
+        return
     run_command(args, Path(f"{folder}.train.log"))
+    write_text_atomic(json.dumps(signature, indent=2) + "\n", record)
 
 
 def sha256(path):
@@ -122,60 +141,64 @@ def test_and_evaluate(weights, data, folder, label):
     return result.aps
 
 
-def train_teacher(out, backbone):
-    """Train the quickstart's teacher from scratch (its own, larger synthetic train set) in
+def train_teacher(out, backbone_weights=None):
+    """Train the quickstart's teacher from scratch on its own, larger synthetic train set in
     ``out/teacher``; returns its weights."""
     teacher_data = out / "teacher_data"
     ensure_data(teacher_data, **config.QUICKSTART["teacher_data"])
     network = config.QUICKSTART["teacher_network"]
     train_model("teacher", teacher_data, out / "teacher", config.QUICKSTART["teacher"]["seed"],
-                ["--network", network, *backbone])
+                ["--network", network, "--backbone_weights", find_backbone_weights(backbone_weights)])
     return out / "teacher" / f"{network}_Final.pth"
 
 
-def install_teacher(weights):
-    """Copy a trained teacher and its description over the shipped ones."""
-    target = REPO / config.QUICKSTART["teacher_weights"]
+def train_student(out, backbone_weights=None):
+    """Train the quickstart's student from ImageNet in ``out/student``; returns its weights."""
+    ensure_data(out / "data")
+    train_model("student", out / "data", out / "student", config.QUICKSTART["student"]["seed"],
+                ["--backbone_weights", find_backbone_weights(backbone_weights)])
+    return out / "student" / "mobile0.25_Final.pth"
+
+
+def shipped_weights(role, path=None):
+    """``path``, else the shipped ``config.QUICKSTART[role + '_weights']``; one error if missing."""
+    weights = Path(path) if path else REPO / config.QUICKSTART[f"{role}_weights"]
+    if not weights.is_file():
+        raise TDKDError(f"{weights}: no such {role} (the shipped one comes with the repository; "
+                        "`make synthetic-weights` trains it)")
+    return weights
+
+
+def install(weights, role):
+    """Copy a trained teacher or student and its description over the shipped ones."""
+    target = REPO / config.QUICKSTART[f"{role}_weights"]
     for source, destination in ((Path(weights), target), (Path(weights).with_suffix(".json"), target.with_suffix(".json"))):
         write_bytes_atomic(source.read_bytes(), destination)
     print(f"installed {weights} as {target} (sha256 {sha256(target)})", flush=True)
 
 
-def run_study(out, seed=0, teacher_weights=None, train_teacher_first=False, backbone_weights=None,
-              teacher_only=False):
-    """Evaluate the teacher, train and evaluate student, control and TDKD student; returns
-    ``({row label: {setting: AP}}, teacher weights)``.
-
-    The teacher is ``teacher_weights``, else one trained here (``train_teacher_first``), else
-    the shipped one. The control, the student trained on for the distillation's epochs
-    without a teacher, separates what the teacher adds from what the extra epochs add.
-    """
-    out = Path(out)
+def evaluate_start(out, teacher, student):
+    """The teacher's and the student's rows."""
     data = out / "data"
-    backbone = ["--backbone_weights", find_backbone_weights(backbone_weights)]
     ensure_data(data)
-    teacher_net = config.QUICKSTART["teacher_network"]
-    if train_teacher_first:
-        teacher_weights = train_teacher(out, backbone)
-    teacher_weights = Path(teacher_weights) if teacher_weights else REPO / config.QUICKSTART["teacher_weights"]
-    if not teacher_weights.is_file():
-        raise TDKDError(f"{teacher_weights}: no such teacher (the shipped one comes with the repository; "
-                        "`make teacher` or --train_teacher trains one)")
-    results = {f"teacher ({teacher_net})": test_and_evaluate(teacher_weights, data, out / "teacher_eval", "teacher")}
-    if teacher_only:
-        return results, teacher_weights
-    runs = out / f"seed{seed}"
-    train_model("student", data, runs / "student", seed, backbone)
-    student = runs / "student" / "mobile0.25_Final.pth"
-    results["student"] = test_and_evaluate(student, data, runs / "student", "student")
+    return {f"teacher ({config.QUICKSTART['teacher_network']})": test_and_evaluate(teacher, data, out / "teacher_eval", "teacher"),
+            "student": test_and_evaluate(student, data, out / "student_eval", "student")}
+
+
+def train_arms(out, seed, teacher, student):
+    """Train and evaluate the control (the student trained on for the distillation's epochs
+    without a teacher: what the extra epochs alone add) and the TDKD student."""
+    data, runs = out / "data", out / f"seed{seed}"
     schedule = {key: config.QUICKSTART["distillation"][key] for key in ("max_epoch", "lr", "milestones")}
     train_model("student", data, runs / "student_more", seed, ["--resume_net", student], schedule)
-    results[CONTROL_ROW] = test_and_evaluate(
-        runs / "student_more" / "mobile0.25_Final.pth", data, runs / "student_more", "control")
+    results = {CONTROL_ROW: test_and_evaluate(runs / "student_more" / "mobile0.25_Final.pth", data,
+                                              runs / "student_more", "control")}
     train_model("distillation", data, runs / "tdkd", seed,
-                ["--teacher_network", teacher_net, "--teacher_weights", teacher_weights, "--resume_net", student])
-    results["student + TDKD"] = test_and_evaluate(runs / "tdkd" / "mobile0.25_Final.pth", data, runs / "tdkd", "student + TDKD")
-    return results, teacher_weights
+                ["--teacher_network", config.QUICKSTART["teacher_network"], "--teacher_weights", teacher,
+                 "--resume_net", student])
+    results["student + TDKD"] = test_and_evaluate(runs / "tdkd" / "mobile0.25_Final.pth", data, runs / "tdkd",
+                                                  "student + TDKD")
+    return results
 
 
 def markdown_table(results):
@@ -188,14 +211,20 @@ def markdown_table(results):
 @exit_on_error
 def main(argv=None):
     args = parse_args(argv)
-    start = time.perf_counter()
-    os.makedirs(args.out, exist_ok=True)
-    results, teacher = run_study(args.out, args.seed, args.teacher_weights, args.train_teacher or args.make_teacher,
-                                 args.backbone_weights, teacher_only=args.make_teacher)
-    if args.make_teacher:
-        install_teacher(teacher)
+    start, out = time.perf_counter(), Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    scratch = args.train_teacher or args.make_weights
+    teacher = train_teacher(out, args.backbone_weights) if scratch else shipped_weights("teacher", args.teacher_weights)
+    scratch = args.train_student or args.make_weights
+    student = train_student(out, args.backbone_weights) if scratch else shipped_weights("student", args.student_weights)
+    results = evaluate_start(out, teacher, student)
+    if args.make_weights:
+        install(teacher, "teacher")
+        install(student, "student")
+    else:
+        results.update(train_arms(out, args.seed, teacher, student))
     table = markdown_table(results)
-    (Path(args.out) / "results.md").write_text(table + "\n")
+    (out / "results.md").write_text(table + "\n")
     print(f"\nWIDER-format synthetic val, AP in % ({time.perf_counter() - start:.0f} s):\n\n{table}")
 
 

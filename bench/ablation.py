@@ -3,12 +3,13 @@
     python bench/ablation.py [--rows control tdkd cls ...] [--seeds 0 1 2] [--out outputs/quickstart]
     python bench/ablation.py --report      # the table of the finished runs only
 
-Every row starts from the same student (the quickstart's, of ``config.ABLATION['student_seed']``),
-runs the quickstart's distillation schedule with its own seed and distils from one shared
-teacher (the shipped one unless --teacher_weights). A row is a setting of the distiller:
+Every row starts from the same student and distils from one shared teacher (the shipped
+ones unless --student_weights / --teacher_weights), with the quickstart's distillation
+schedule and its own seed. A row is a setting of the distiller:
 ``--set`` overrides in ``config.ABLATION['rows']``; the control trains the same epochs without
 a teacher. Runs and evaluations are kept in --out and reused, so an interrupted study goes on
-where it stopped (the quickstart's seed-0 control and TDKD runs are the rows' seed-0 runs).
+where it stopped; with the shipped teacher and student, the quickstart's control and TDKD runs
+of a seed are these rows' runs of that seed.
 Prints a Markdown table of mean ± std per row, with the number of seeds, and each row minus
 the control per seed.
 """
@@ -21,13 +22,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import numpy as np  # noqa: E402
 
 import config  # noqa: E402
-from quickstart import REPO, ensure_data, find_backbone_weights, test_and_evaluate, train_model  # noqa: E402
+from quickstart import ensure_data, shipped_weights, test_and_evaluate, train_model  # noqa: E402
 from utils.cli import HelpFormatter  # noqa: E402
-from utils.errors import TDKDError, exit_on_error  # noqa: E402
+from utils.errors import exit_on_error  # noqa: E402
 from widerface_evaluate.evaluation import SETTINGS  # noqa: E402
 
 ROWS = config.ABLATION["rows"]
-# the quickstart's own runs of its student seed: the same start, schedule, seed and teacher
+# the quickstart's own runs of a seed: the same start, schedule, seed and teacher
 QUICKSTART_RUNS = {"control": "student_more", "tdkd": "tdkd"}
 
 
@@ -35,22 +36,22 @@ def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=HelpFormatter)
     p.add_argument("--rows", nargs="+", choices=list(ROWS), default=list(ROWS), help="rows, run in this order")
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="training seeds of every row")
-    p.add_argument("--out", default="outputs/quickstart", help="the quickstart's folder (data, student, runs)")
+    p.add_argument("--out", default="outputs/quickstart", help="the quickstart's folder (data, runs)")
     p.add_argument("--teacher_weights", help="default: the shipped config.QUICKSTART['teacher_weights']")
-    p.add_argument("--backbone_weights", help="ImageNet MobileNet0.25 for the student (quickstart.py's default)")
+    p.add_argument("--student_weights", help="default: the shipped config.QUICKSTART['student_weights']")
     p.add_argument("--report", action="store_true", help="train nothing: the table of the finished runs")
     return p.parse_args(argv)
 
 
-def run_folder(out, row, seed, shared_teacher):
-    if seed == config.ABLATION["student_seed"] and row in QUICKSTART_RUNS and (row == "control" or shared_teacher):
+def run_folder(out, row, seed, shipped_teacher, shipped_student):
+    if row in QUICKSTART_RUNS and shipped_student and (row == "control" or shipped_teacher):
         return out / f"seed{seed}" / QUICKSTART_RUNS[row]
     return out / "ablation" / row / f"seed{seed}"
 
 
-def run_row(out, row, seed, student, teacher, shared_teacher):
-    """Train (or reuse) one row's run for ``seed``; returns its final weights."""
-    data, folder = out / "data", run_folder(out, row, seed, shared_teacher)
+def run_row(out, row, seed, student, teacher, folder):
+    """Train (or reuse) one row's run for ``seed`` in ``folder``; returns its final weights."""
+    data = out / "data"
     schedule = {key: config.QUICKSTART["distillation"][key] for key in ("max_epoch", "lr", "milestones")}
     overrides = ROWS[row][1]
     if overrides is None:
@@ -86,29 +87,23 @@ def markdown_table(results, seeds):
 def main(argv=None):
     args = parse_args(argv)
     out = Path(args.out)
-    teacher = Path(args.teacher_weights) if args.teacher_weights else REPO / config.QUICKSTART["teacher_weights"]
-    if not teacher.is_file():
-        raise TDKDError(f"{teacher}: no such teacher (`make teacher` trains the shipped one)")
-    shared_teacher = args.teacher_weights is None
-    student_seed = config.ABLATION["student_seed"]
-    student = out / f"seed{student_seed}" / "student" / "mobile0.25_Final.pth"
+    teacher, student = shipped_weights("teacher", args.teacher_weights), shipped_weights("student", args.student_weights)
     if not args.report:
         ensure_data(out / "data")
-        train_model("student", out / "data", student.parent, student_seed,
-                    ["--backbone_weights", find_backbone_weights(args.backbone_weights)])
     results = {row: {} for row in args.rows}
     for row in args.rows:
         for seed in args.seeds:
-            weights = run_folder(out, row, seed, shared_teacher) / "mobile0.25_Final.pth"
+            folder = run_folder(out, row, seed, args.teacher_weights is None, args.student_weights is None)
+            weights = folder / "mobile0.25_Final.pth"
             if args.report and not weights.is_file():
                 continue
             if not args.report:
-                weights = run_row(out, row, seed, student, teacher, shared_teacher)
-            results[row][seed] = test_and_evaluate(weights, out / "data", weights.parent, f"{row} seed {seed}")
+                weights = run_row(out, row, seed, student, teacher, folder)
+            results[row][seed] = test_and_evaluate(weights, out / "data", folder, f"{row} seed {seed}")
     table = markdown_table(results, args.seeds)
     (out / "ablation").mkdir(parents=True, exist_ok=True)
     (out / "ablation" / "table.md").write_text(table + "\n")
-    print(f"\nsynthetic val, AP in %, one student start (seed {student_seed}), teacher {teacher}:\n\n{table}")
+    print(f"\nsynthetic val, AP in %, student {student}, teacher {teacher}:\n\n{table}")
 
 
 if __name__ == "__main__":

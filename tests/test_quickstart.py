@@ -1,5 +1,5 @@
-"""The quickstart's shipped teacher, its flags and cached evaluations, and bench/ablation.py's
-table and run folders (issue 9)."""
+"""The quickstart's shipped teacher and student, its flags, the reuse of finished runs and of
+evaluations, and bench/ablation.py's table and run folders (issue 9)."""
 import json
 import subprocess
 import sys
@@ -12,27 +12,84 @@ from bench import ablation
 from tests.conftest import REPO, shipped_file
 from utils.checkpoint import read_state_dict
 
-TEACHER_SHA256 = {
-    "pth": "b7fe3653556de12b47e3c08294d35f143ebee5bd64ec12d55f98182d2fc6d33b",
-    "json": "e6d99d72ce8e44989d3855afb1d3f00ec2ba58868c92cce890f53f87df5df9ad",
+README = (REPO / "README.md").read_text()
+
+SHIPPED_SHA256 = {
+    "teacher": {"pth": "b7fe3653556de12b47e3c08294d35f143ebee5bd64ec12d55f98182d2fc6d33b",
+                "json": "e6d99d72ce8e44989d3855afb1d3f00ec2ba58868c92cce890f53f87df5df9ad"},
+    "student": {"pth": "680b9b44c31d8d26a9b887fc4d34cae1f077904eb41747fd4e6f8f37dcd83cc0",
+                "json": "80d1d0ea1d342bb2f25d4428e8ec5274573b32d8c4334b58dd20afd26511f96a"},
 }
 
 
-def test_shipped_teacher_is_the_recorded_file_and_described():
-    weights = shipped_file(*config.QUICKSTART["teacher_weights"].split("/"))
-    for suffix, digest in TEACHER_SHA256.items():
+@pytest.mark.parametrize("role", ["teacher", "student"])
+def test_shipped_synthetic_weights_are_the_recorded_files_and_described(role):
+    weights = shipped_file(*config.QUICKSTART[f"{role}_weights"].split("/"))
+    for suffix, digest in SHIPPED_SHA256[role].items():
         assert quickstart.sha256(weights.with_suffix(f".{suffix}")) == digest
-    assert json.loads(weights.with_suffix(".json").read_text())["network"] == config.QUICKSTART["teacher_network"]
+    network = config.QUICKSTART["teacher_network"] if role == "teacher" else "mobile0.25"
+    assert json.loads(weights.with_suffix(".json").read_text())["network"] == network
     assert weights.stat().st_size < 20e6
-    assert any("ClassHead.0.conv_dw_3x3" in key for key in read_state_dict(weights))  # task heads: a teacher
+    heads = any("ClassHead.0.conv_dw_3x3" in key for key in read_state_dict(weights))
+    assert heads == (role == "teacher")  # task heads: a teacher
+    row = next(line for line in README.splitlines() if line.startswith(f"| `{config.QUICKSTART[f'{role}_weights']}`"))
+    assert f"`{SHIPPED_SHA256[role]['pth']}`" in row
 
 
-def test_teacher_flags_exclude_each_other():
-    assert quickstart.parse_args([]).teacher_weights is None
-    with pytest.raises(SystemExit):
-        quickstart.parse_args(["--train_teacher", "--teacher_weights", "t.pth"])
-    with pytest.raises(SystemExit):
-        quickstart.parse_args(["--make_teacher", "--train_teacher"])
+def test_weights_flags_exclude_each_other():
+    args = quickstart.parse_args([])
+    assert args.teacher_weights is None and args.student_weights is None
+    for flags in (["--train_teacher", "--teacher_weights", "t.pth"], ["--make_weights", "--train_teacher"],
+                  ["--train_student", "--student_weights", "s.pth"], ["--make_weights", "--train_student"],
+                  ["--make_weights", "--student_weights", "s.pth"]):
+        with pytest.raises(SystemExit):
+            quickstart.parse_args(flags)
+
+
+@pytest.fixture
+def recorded_training(tmp_path, monkeypatch):
+    """train.py replaced by a recorder that writes the final weights; evaluation by a constant."""
+    commands = []
+
+    def fake_run(args, log):
+        commands.append(args)
+        folder = args[args.index("--save_folder") + 1]
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / "mobile0.25_Final.pth").write_bytes(str(args).encode())
+    monkeypatch.setattr(quickstart, "run_command", fake_run)
+    monkeypatch.setattr(quickstart, "test_and_evaluate", lambda *a: dict(easy=0.5, medium=0.5, hard=0.5))
+    for role in ("teacher", "student"):
+        (tmp_path / f"{role}.pth").write_bytes(role.encode())
+    return commands
+
+
+def test_finished_runs_are_reused_only_with_the_same_command_and_inputs(tmp_path, recorded_training):
+    teacher, student = tmp_path / "teacher.pth", tmp_path / "student.pth"
+    quickstart.train_arms(tmp_path, 0, teacher, student)
+    assert [c[c.index("--mode") + 1] for c in recorded_training] == ["student", "distillation"]
+    control = recorded_training[0]
+    assert control[control.index("--seed") + 1] == 0 and control[control.index("--resume_net") + 1] == student
+    quickstart.train_arms(tmp_path, 0, teacher, student)
+    assert len(recorded_training) == 2  # both reused
+    teacher.write_bytes(b"another teacher")  # same path, new file: TDKD trains again, the control does not
+    quickstart.train_arms(tmp_path, 0, teacher, student)
+    assert len(recorded_training) == 3 and recorded_training[2][recorded_training[2].index("--mode") + 1] == "distillation"
+    quickstart.train_arms(tmp_path, 1, teacher, student)  # another seed: new runs in their own folders
+    assert len(recorded_training) == 5 and recorded_training[3][recorded_training[3].index("--seed") + 1] == 1
+
+
+def test_ablation_reuses_the_quickstart_runs_of_each_seed(tmp_path, recorded_training):
+    teacher, student = tmp_path / "teacher.pth", tmp_path / "student.pth"
+    for seed in (0, 1):
+        quickstart.train_arms(tmp_path, seed, teacher, student)
+        for row in ("control", "tdkd"):
+            folder = ablation.run_folder(tmp_path, row, seed, True, True)
+            assert folder == tmp_path / f"seed{seed}" / ablation.QUICKSTART_RUNS[row]
+            ablation.run_row(tmp_path, row, seed, student, teacher, folder)
+    assert len(recorded_training) == 4  # the ablation trained nothing more
+    ablation.run_row(tmp_path, "cls", 0, student, teacher, ablation.run_folder(tmp_path, "cls", 0, True, True))
+    sets = recorded_training[-1][recorded_training[-1].index("--set") + 1:]
+    assert sets[:1] == ["loss_weights.feature=0.1"] and "feature_tasks=cls" in sets
 
 
 def test_evaluation_is_reused_only_for_the_same_weights_file(tmp_path, capsys):
@@ -67,12 +124,11 @@ def test_ablation_rows_are_distiller_settings():
     assert set(rows) == {"control", "tdkd", "cls", "reg", "features", "coupled", "probability", "hinton", "fitnet"}
 
 
-def test_ablation_reuses_the_quickstart_runs_of_its_student_seed(tmp_path):
-    seed = config.ABLATION["student_seed"]
-    assert ablation.run_folder(tmp_path, "control", seed, False) == tmp_path / f"seed{seed}" / "student_more"
-    assert ablation.run_folder(tmp_path, "tdkd", seed, True) == tmp_path / f"seed{seed}" / "tdkd"
-    assert ablation.run_folder(tmp_path, "tdkd", seed, False) == tmp_path / "ablation" / "tdkd" / f"seed{seed}"
-    assert ablation.run_folder(tmp_path, "cls", seed + 1, True) == tmp_path / "ablation" / "cls" / f"seed{seed + 1}"
+def test_ablation_runs_with_another_teacher_or_student_have_their_own_folders(tmp_path):
+    assert ablation.run_folder(tmp_path, "control", 0, False, True) == tmp_path / "seed0" / "student_more"
+    assert ablation.run_folder(tmp_path, "tdkd", 0, False, True) == tmp_path / "ablation" / "tdkd" / "seed0"
+    assert ablation.run_folder(tmp_path, "control", 2, True, False) == tmp_path / "ablation" / "control" / "seed2"
+    assert ablation.run_folder(tmp_path, "cls", 1, True, True) == tmp_path / "ablation" / "cls" / "seed1"
 
 
 def test_ablation_table_mean_std_and_differences_by_hand():
