@@ -15,7 +15,7 @@ from utils.checkpoint import read_state_dict
 README = (REPO / "README.md").read_text()
 
 SHIPPED_SHA256 = {
-    "teacher": {"pth": "b7fe3653556de12b47e3c08294d35f143ebee5bd64ec12d55f98182d2fc6d33b",
+    "teacher": {"pth": "c68195ec54c6ebf0296759809fea34930ea92aca34e85965829cd1f2ac994f67",
                 "json": "e6d99d72ce8e44989d3855afb1d3f00ec2ba58868c92cce890f53f87df5df9ad"},
     "student": {"pth": "680b9b44c31d8d26a9b887fc4d34cae1f077904eb41747fd4e6f8f37dcd83cc0",
                 "json": "80d1d0ea1d342bb2f25d4428e8ec5274573b32d8c4334b58dd20afd26511f96a"},
