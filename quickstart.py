@@ -101,21 +101,38 @@ def run_signature(args):
                 inputs={str(arg): sha256(arg) for arg in args if isinstance(arg, Path) and arg.suffix in (".pth", ".tar")})
 
 
-def train_model(mode, data, folder, seed, extra=(), schedule=None):
-    """Train with ``train.py`` on the quickstart recipe of ``mode`` (its epochs, learning rate
-    and milestones replaced by ``schedule`` if given). A finished run is reused only if its
-    command and input weights are the same (``run.json``): a changed teacher trains again."""
+def training_command(mode, data, folder, seed, extra=(), schedule=None):
+    """``train.py``'s arguments for the quickstart recipe of ``mode`` (its epochs, learning rate
+    and milestones replaced by ``schedule`` if given)."""
     recipe = {**config.QUICKSTART["common"], **config.QUICKSTART[mode], **(schedule or {}), "seed": seed}
     args = ["train.py", "--mode", mode, "--training_dataset", data / "train" / "label.txt",
             "--save_folder", folder, "--device", "cpu", *extra]
     for key, value in recipe.items():
         args += [f"--{key}", *(value if isinstance(value, list) else [value])]
-    signature, record = run_signature(args), folder / "run.json"
-    if any(folder.glob("*_Final.pth")) and record.exists() and json.loads(record.read_text()) == signature:
+    return args
+
+
+def is_finished(args):
+    """Whether the run of ``args`` finished with this command and these input weights (``run.json``)."""
+    folder = Path(args[args.index("--save_folder") + 1])
+    record = folder / "run.json"
+    return any(folder.glob("*_Final.pth")) and record.exists() and json.loads(record.read_text()) == run_signature(args)
+
+
+def run_training(args):
+    """Run ``train.py`` with ``args``, unless that run finished with this command and these
+    input weights: a changed teacher trains again."""
+    folder = Path(args[args.index("--save_folder") + 1])
+    if is_finished(args):
         print(f"reusing {folder}", flush=True)
         return
     run_command(args, Path(f"{folder}.train.log"))
-    write_text_atomic(json.dumps(signature, indent=2) + "\n", record)
+    write_text_atomic(json.dumps(run_signature(args), indent=2) + "\n", folder / "run.json")
+
+
+def train_model(mode, data, folder, seed, extra=(), schedule=None):
+    """Train (or reuse) the quickstart recipe of ``mode`` (see ``training_command``)."""
+    run_training(training_command(mode, data, folder, seed, extra, schedule))
 
 
 def sha256(path):

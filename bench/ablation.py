@@ -22,7 +22,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import numpy as np  # noqa: E402
 
 import config  # noqa: E402
-from quickstart import ensure_data, shipped_weights, test_and_evaluate, train_model  # noqa: E402
+from quickstart import (ensure_data, is_finished, run_training, shipped_weights, test_and_evaluate,  # noqa: E402
+                        training_command)
 from utils.cli import HelpFormatter  # noqa: E402
 from utils.errors import exit_on_error  # noqa: E402
 from widerface_evaluate.evaluation import SETTINGS  # noqa: E402
@@ -39,7 +40,7 @@ def parse_args(argv=None):
     p.add_argument("--out", default="outputs/quickstart", help="the quickstart's folder (data, runs)")
     p.add_argument("--teacher_weights", help="default: the shipped config.QUICKSTART['teacher_weights']")
     p.add_argument("--student_weights", help="default: the shipped config.QUICKSTART['student_weights']")
-    p.add_argument("--report", action="store_true", help="train nothing: the table of the finished runs")
+    p.add_argument("--report", action="store_true", help="train nothing: the table of the runs finished with the current settings, teacher and student")
     return p.parse_args(argv)
 
 
@@ -49,19 +50,17 @@ def run_folder(out, row, seed, shipped_teacher, shipped_student):
     return out / "ablation" / row / f"seed{seed}"
 
 
-def run_row(out, row, seed, student, teacher, folder):
-    """Train (or reuse) one row's run for ``seed`` in ``folder``; returns its final weights."""
+def row_command(out, row, seed, student, teacher, folder):
+    """``train.py``'s arguments of one row's run for ``seed`` in ``folder``."""
     data = out / "data"
     schedule = {key: config.QUICKSTART["distillation"][key] for key in ("max_epoch", "lr", "milestones")}
     overrides = ROWS[row][1]
     if overrides is None:
-        train_model("student", data, folder, seed, ["--resume_net", student], schedule)
-    else:
-        schedule["set"] = config.QUICKSTART["distillation"]["set"] + overrides
-        train_model("distillation", data, folder, seed,
-                    ["--teacher_network", config.QUICKSTART["teacher_network"], "--teacher_weights", teacher,
-                     "--resume_net", student], schedule)
-    return folder / "mobile0.25_Final.pth"
+        return training_command("student", data, folder, seed, ["--resume_net", student], schedule)
+    schedule["set"] = config.QUICKSTART["distillation"]["set"] + overrides
+    return training_command("distillation", data, folder, seed,
+                            ["--teacher_network", config.QUICKSTART["teacher_network"], "--teacher_weights", teacher,
+                             "--resume_net", student], schedule)
 
 
 def markdown_table(results, seeds):
@@ -94,12 +93,13 @@ def main(argv=None):
     for row in args.rows:
         for seed in args.seeds:
             folder = run_folder(out, row, seed, args.teacher_weights is None, args.student_weights is None)
-            weights = folder / "mobile0.25_Final.pth"
-            if args.report and not weights.is_file():
+            command = row_command(out, row, seed, student, teacher, folder)
+            if args.report and not is_finished(command):
                 continue
             if not args.report:
-                weights = run_row(out, row, seed, student, teacher, folder)
-            results[row][seed] = test_and_evaluate(weights, out / "data", folder, f"{row} seed {seed}")
+                run_training(command)
+            results[row][seed] = test_and_evaluate(folder / "mobile0.25_Final.pth", out / "data", folder,
+                                                   f"{row} seed {seed}")
     table = markdown_table(results, args.seeds)
     (out / "ablation").mkdir(parents=True, exist_ok=True)
     (out / "ablation" / "table.md").write_text(table + "\n")

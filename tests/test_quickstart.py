@@ -85,9 +85,13 @@ def test_ablation_reuses_the_quickstart_runs_of_each_seed(tmp_path, recorded_tra
         for row in ("control", "tdkd"):
             folder = ablation.run_folder(tmp_path, row, seed, True, True)
             assert folder == tmp_path / f"seed{seed}" / ablation.QUICKSTART_RUNS[row]
-            ablation.run_row(tmp_path, row, seed, student, teacher, folder)
+            command = ablation.row_command(tmp_path, row, seed, student, teacher, folder)
+            assert quickstart.is_finished(command)
+            quickstart.run_training(command)
     assert len(recorded_training) == 4  # the ablation trained nothing more
-    ablation.run_row(tmp_path, "cls", 0, student, teacher, ablation.run_folder(tmp_path, "cls", 0, True, True))
+    folder = ablation.run_folder(tmp_path, "cls", 0, True, True)
+    assert not quickstart.is_finished(ablation.row_command(tmp_path, "cls", 0, student, teacher, folder))
+    quickstart.run_training(ablation.row_command(tmp_path, "cls", 0, student, teacher, folder))
     sets = recorded_training[-1][recorded_training[-1].index("--set") + 1:]
     assert sets[:1] == ["loss_weights.feature=0.1"] and "feature_tasks=cls" in sets
 
