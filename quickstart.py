@@ -13,7 +13,6 @@ the Markdown table. Settings: ``config.QUICKSTART``.
 import argparse
 import hashlib
 import json
-import os
 import subprocess
 import sys
 import time
@@ -97,8 +96,8 @@ def find_backbone_weights(path=None):
 
 def run_signature(args):
     """What a training run is: its command, and the sha256 of every weights file it reads."""
-    return dict(command=[str(arg) for arg in args],
-                inputs={str(arg): sha256(arg) for arg in args if isinstance(arg, Path) and arg.suffix in (".pth", ".tar")})
+    weights = [arg for arg in args if isinstance(arg, Path) and arg.suffix in (".pth", ".tar")]
+    return dict(command=[str(arg) for arg in args], inputs={str(path): sha256(path) for path in weights})
 
 
 def training_command(mode, data, folder, seed, extra=(), schedule=None):
@@ -198,23 +197,33 @@ def evaluate_start(out, teacher, student):
     """The teacher's and the student's rows."""
     data = out / "data"
     ensure_data(data)
-    return {f"teacher ({config.QUICKSTART['teacher_network']})": test_and_evaluate(teacher, data, out / "teacher_eval", "teacher"),
+    teacher_row = f"teacher ({config.QUICKSTART['teacher_network']})"
+    return {teacher_row: test_and_evaluate(teacher, data, out / "teacher_eval", "teacher"),
             "student": test_and_evaluate(student, data, out / "student_eval", "student")}
+
+
+def arm_command(out, seed, student, teacher, folder, overrides=None):
+    """``train.py``'s arguments of a run from ``student`` on the distillation's schedule in
+    ``folder``: the control (no teacher) when ``overrides`` is None, else distillation from
+    ``teacher`` with ``overrides`` added to config.QUICKSTART['distillation']'s ``--set``."""
+    schedule = {key: config.QUICKSTART["distillation"][key] for key in ("max_epoch", "lr", "milestones")}
+    if overrides is None:
+        return training_command("student", out / "data", folder, seed, ["--resume_net", student], schedule)
+    schedule["set"] = config.QUICKSTART["distillation"]["set"] + overrides
+    return training_command("distillation", out / "data", folder, seed,
+                            ["--teacher_network", config.QUICKSTART["teacher_network"], "--teacher_weights", teacher,
+                             "--resume_net", student], schedule)
 
 
 def train_arms(out, seed, teacher, student):
     """Train and evaluate the control (the student trained on for the distillation's epochs
     without a teacher: what the extra epochs alone add) and the TDKD student."""
-    data, runs = out / "data", out / f"seed{seed}"
-    schedule = {key: config.QUICKSTART["distillation"][key] for key in ("max_epoch", "lr", "milestones")}
-    train_model("student", data, runs / "student_more", seed, ["--resume_net", student], schedule)
-    results = {CONTROL_ROW: test_and_evaluate(runs / "student_more" / "mobile0.25_Final.pth", data,
-                                              runs / "student_more", "control")}
-    train_model("distillation", data, runs / "tdkd", seed,
-                ["--teacher_network", config.QUICKSTART["teacher_network"], "--teacher_weights", teacher,
-                 "--resume_net", student])
-    results["student + TDKD"] = test_and_evaluate(runs / "tdkd" / "mobile0.25_Final.pth", data, runs / "tdkd",
-                                                  "student + TDKD")
+    results, runs = {}, out / f"seed{seed}"
+    arms = ((CONTROL_ROW, "control", runs / "student_more", None),
+            ("student + TDKD", "student + TDKD", runs / "tdkd", []))
+    for row, label, folder, overrides in arms:
+        run_training(arm_command(out, seed, student, teacher, folder, overrides))
+        results[row] = test_and_evaluate(folder / "mobile0.25_Final.pth", out / "data", folder, label)
     return results
 
 

@@ -22,8 +22,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import numpy as np  # noqa: E402
 
 import config  # noqa: E402
-from quickstart import (ensure_data, is_finished, run_training, shipped_weights, test_and_evaluate,  # noqa: E402
-                        training_command)
+from quickstart import (arm_command, ensure_data, is_finished, run_training, shipped_weights,  # noqa: E402
+                        test_and_evaluate)
 from utils.cli import HelpFormatter  # noqa: E402
 from utils.errors import exit_on_error  # noqa: E402
 from widerface_evaluate.evaluation import SETTINGS  # noqa: E402
@@ -40,7 +40,8 @@ def parse_args(argv=None):
     p.add_argument("--out", default="outputs/quickstart", help="the quickstart's folder (data, runs)")
     p.add_argument("--teacher_weights", help="default: the shipped config.QUICKSTART['teacher_weights']")
     p.add_argument("--student_weights", help="default: the shipped config.QUICKSTART['student_weights']")
-    p.add_argument("--report", action="store_true", help="train nothing: the table of the runs finished with the current settings, teacher and student")
+    p.add_argument("--report", action="store_true", help="train nothing: the table of the runs finished with the current settings, "
+                   "teacher and student")
     return p.parse_args(argv)
 
 
@@ -52,15 +53,7 @@ def run_folder(out, row, seed, shipped_teacher, shipped_student):
 
 def row_command(out, row, seed, student, teacher, folder):
     """``train.py``'s arguments of one row's run for ``seed`` in ``folder``."""
-    data = out / "data"
-    schedule = {key: config.QUICKSTART["distillation"][key] for key in ("max_epoch", "lr", "milestones")}
-    overrides = ROWS[row][1]
-    if overrides is None:
-        return training_command("student", data, folder, seed, ["--resume_net", student], schedule)
-    schedule["set"] = config.QUICKSTART["distillation"]["set"] + overrides
-    return training_command("distillation", data, folder, seed,
-                            ["--teacher_network", config.QUICKSTART["teacher_network"], "--teacher_weights", teacher,
-                             "--resume_net", student], schedule)
+    return arm_command(out, seed, student, teacher, folder, ROWS[row][1])
 
 
 def markdown_table(results, seeds):
@@ -86,7 +79,8 @@ def markdown_table(results, seeds):
 def main(argv=None):
     args = parse_args(argv)
     out = Path(args.out)
-    teacher, student = shipped_weights("teacher", args.teacher_weights), shipped_weights("student", args.student_weights)
+    teacher = shipped_weights("teacher", args.teacher_weights)
+    student = shipped_weights("student", args.student_weights)
     if not args.report:
         ensure_data(out / "data")
     results = {row: {} for row in args.rows}
