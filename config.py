@@ -68,7 +68,7 @@ COMMON = dict(
     seed=0,
     save_interval=10,
     # train.py --val_dataset: evaluate every val_interval epochs (and after the last), at the
-    # images' own size (the SPEC 7 test scale costs ~10x more; test_widerface.py gives the
+    # images' own size (the docs/METHOD.md §7 test scale costs ~10x more; test_widerface.py gives the
     # final numbers); the best Hard AP's weights are kept as <network>_best.pth.
     val_interval=5,
     val_origin_size=True,
@@ -84,6 +84,11 @@ RECIPES = {
     "retinaface": dict(batch_size=32, lr=1e-3, max_epoch=250, milestones=[190, 220], img_dim=640),
     # Pytorch_Retinaface's RetinaFace-ResNet50 (cfg_re50).
     "retinaface-resnet50": dict(batch_size=24, lr=1e-3, max_epoch=100, milestones=[70, 90], img_dim=840),
+    # A teacher made from a trained detector (--mode teacher --resume_net DETECTOR, models/teacher.py):
+    # it starts with the detector's outputs, so a tenth of the RetinaFace-ResNet50 epochs at the
+    # RetinaFace recipes' learning rate, lowered 10x for the last two; at 640 px, the size the
+    # teacher sees in distillation.
+    "from-detector": dict(batch_size=32, lr=1e-3, max_epoch=10, milestones=[8], img_dim=640),
 }
 
 TRAINING = {
@@ -98,18 +103,57 @@ TRAINING = {
     },
     "distillation": dict(
         recipe="tdkd",
+        # The named distiller settings (DISTILLERS below) this mode starts from; `--set
+        # distiller=paper` gives the paper's exact terms and weights.
+        distiller="relative",
         distill_negpos_ratio=3,
         probability_range=[0.1, 0.9],
         # Distillation terms (layers.distiller.TERMS): a zero weight turns a term off. The paper's
         # TDKD is feature + probability; the others are the ablation's baselines (bench/ablation.py).
-        loss_weights=dict(loc=2.0, conf=1.0, landm=1.0, feature=1.0, probability=50.0,
-                          feature_coupled=0.0, fitnet=0.0, hinton=0.0),
+        # The feature and probability weights come from the distiller.
+        loss_weights=dict(loc=2.0, conf=1.0, landm=1.0, feature_coupled=0.0, fitnet=0.0, hinton=0.0),
         feature_tasks=["cls", "reg"],  # task features imitated by the 'feature' term
         hinton_temperature=4.0,
-        # false: adapters frozen at their random initialisation, as in the public code (README).
+        # false: adapters frozen at their initialisation, as in the public code (docs/METHOD.md §9).
         train_adapters=True,
+        # lstsq adapters: the ridge fit on this many training batches of the starting student
+        # before the first step (not on --resume); ridge: lambda over the mean feature energy.
+        adapter_init_batches=4,
+        adapter_ridge=1e-3,
     ),
 }
+
+# Named settings of the one distiller (layers.distiller), merged into the distillation
+# settings; `--set distiller=NAME` selects one before the other --set overrides apply.
+DISTILLERS = {
+    # The paper and the public code, term by term: random adapters, squared differences in the
+    # teacher's units, each level over its own selected locations, probabilities over the
+    # uncertain ones, feature weight 1.0, probability weight 50.
+    "paper": dict(loss_weights=dict(feature=1.0, probability=50.0), adapter_init="random",
+                  feature_scale="absolute", feature_normalize="per_level", probability_normalize="uncertain",
+                  distill_warmup=0),
+    # docs/DISTILLATION.md: scale-free feature term (share of the teacher's feature energy,
+    # locations of all levels pooled), adapters fitted by ridge regression before the first
+    # step, probability term over the positive anchors.
+    "relative": dict(loss_weights=dict(feature=1.0, probability=1.0), adapter_init="lstsq",
+                     feature_scale="relative", feature_normalize="all_levels", probability_normalize="positives",
+                     distill_warmup=0),
+}
+
+
+def select_distiller(cfg, name):
+    """Merge the named distiller settings (``DISTILLERS``) into the run settings ``cfg``."""
+    if name not in DISTILLERS:
+        raise KeyError(f"unknown distiller '{name}': choose one of {sorted(DISTILLERS)}")
+    settings = copy.deepcopy(DISTILLERS[name])
+    cfg["loss_weights"].update(settings.pop("loss_weights"))
+    cfg.update(settings, distiller=name)
+    return cfg
+
+# --mode teacher --resume_net DETECTOR (a detector without task heads): the recipe above, and the
+# number of training batches whose SSH feature statistics set the new task convs' BatchNorms,
+# so that those convs pass features through unchanged in training mode too.
+TEACHER_FROM_DETECTOR = dict(recipe="from-detector", calibration_batches=8)
 
 DEFAULT_NETWORK = {"student": "mobile0.25", "teacher": "resnet50", "distillation": "mobile0.25"}
 DEFAULT_TEACHER = "resnet50"
@@ -136,14 +180,15 @@ def network_config(name, activation=None):
     return cfg
 
 
-def training_config(mode, network, recipe=None):
+def training_config(mode, network, recipe=None, from_detector=False):
     """The settings of ``mode`` for ``network``: common settings, the schedule of ``recipe``
-    (default: the mode's own, ``TRAINING``) and the mode's other settings."""
+    (default: the mode's own, ``TRAINING``) and the mode's other settings; ``from_detector``:
+    a teacher made from a detector (``TEACHER_FROM_DETECTOR``)."""
     if mode not in TRAINING:
         raise KeyError(f"unknown mode '{mode}': choose one of {sorted(TRAINING)}")
     settings = TRAINING[mode]
     if mode == "teacher":
-        settings = settings.get(network, dict(recipe="retinaface"))
+        settings = TEACHER_FROM_DETECTOR if from_detector else settings.get(network, dict(recipe="retinaface"))
     settings = copy.deepcopy(settings)
     recipe = recipe or settings.pop("recipe")
     settings.pop("recipe", None)
@@ -152,15 +197,21 @@ def training_config(mode, network, recipe=None):
     cfg = copy.deepcopy(COMMON)
     cfg.update(copy.deepcopy(RECIPES[recipe]), recipe=recipe)
     cfg.update(settings)
+    if "distiller" in cfg:
+        select_distiller(cfg, cfg["distiller"])
     return cfg
 
 
 def apply_overrides(cfg, overrides):
-    """Set ``key=value`` strings (``loss_weights.feature=2``) in ``cfg``, typed like the defaults."""
-    for item in overrides or []:
+    """Set ``key=value`` strings (``loss_weights.feature=2``) in ``cfg``, typed like the defaults;
+    ``distiller=NAME`` first, whatever its place (``select_distiller``)."""
+    for item in sorted(overrides or [], key=lambda item: not item.startswith("distiller=")):
         if "=" not in item:
             raise ValueError(f"override '{item}' is not of the form key=value")
         key, raw = item.split("=", 1)
+        if key == "distiller" and key in cfg:
+            select_distiller(cfg, raw)
+            continue
         target, parts = cfg, key.split(".")
         for part in parts[:-1]:
             target = target[part]
@@ -189,9 +240,8 @@ def _parse_like(raw, default):
 # finish within 10 minutes on a 2-core CPU (8.5 measured from a fresh clone). Measured there:
 # mobile0.75 and mobile0.25 trained from scratch stay at a constant classifier (conf loss 3.0)
 # for the first 240 iterations, so teacher and student start from the ImageNet MobileNet0.25 (the first file found of
-# ``backbone_weights``) and the teacher gets a wider neck ("mobile0.25-wide"). The feature
-# term's weight is 0.1 instead of 1.0: at 1.0 it is ~10x the detection losses while the fresh
-# adapters learn, and a short run does not recover (-9 AP measured after 4 epochs).
+# ``backbone_weights``) and the teacher gets a wider neck ("mobile0.25-wide"). The distillation
+# uses the default distiller (DISTILLERS, docs/DISTILLATION.md).
 QUICKSTART = dict(
     data=dict(num_train=480, num_val=400, image_size=[320, 480], seed=0),
     backbone_weights=["weights/mobilenetV1X0.25_pretrain.tar"],
@@ -212,9 +262,7 @@ QUICKSTART = dict(
     common=dict(img_dim=320, batch_size=16, num_workers=2, save_interval=1000),
     teacher=dict(max_epoch=16, lr=1e-2, milestones=[12, 15], seed=0),
     student=dict(max_epoch=12, lr=1e-2, milestones=[9], seed=0),
-    # The probability term keeps the paper's weight 50: 10 gave 90.34 / 90.54 / 74.40 against
-    # 50's 91.86 / 91.05 / 75.35 (seed 0, shipped teacher and student).
-    distillation=dict(max_epoch=8, lr=1e-2, milestones=[6], set=["loss_weights.feature=0.1"]),
+    distillation=dict(max_epoch=8, lr=1e-2, milestones=[6], set=["distiller=relative"]),
 )
 
 # bench/ablation.py: the paper's analysis in miniature. Every row starts from the quickstart's
@@ -241,3 +289,22 @@ ABLATION = dict(
     ),
 )
 
+# bench/probe.py: the transfer probe's ridge maps, fitted on the first ``train_images`` of the
+# quickstart's train set and tested on the first ``val_images`` val images.
+PROBE = dict(train_images=100, val_images=100, ridge=1e-3)
+
+# Inference backends (backends.py, docs/DEPLOYMENT.md). INT8: ONNX Runtime's static QDQ
+# quantisation, uint8 activations and int8 weights; ranges of the activations by min / max
+# over ``calibration['images']`` training images (synthetic ones of ``synthetic_size``, the
+# quickstart's long-side range, unless a folder is given). ``keep_float``: prefixes of ONNX
+# node names left in float: the stem conv (3 -> 8 channels) and the first depthwise conv, both
+# at half the input resolution, where ONNX Runtime's INT8 kernels were slower than its float
+# ones (measured in one run, 640x480, one thread, best of 25: whole forward 10.2 ms with both
+# in float, 12.5 ms with only the stem in float; the float graph 17.9 ms).
+# Per-channel weights: scores closer to float than per-tensor ones (largest difference on the
+# crowd photo 0.08 against 0.15).
+DEPLOYMENT = dict(
+    calibration=dict(images=300, seed=0, synthetic_size=[320, 480]),
+    int8=dict(per_channel=True, reduce_range=False, op_types=None,
+              keep_float=["/body/stage1/stage1.0/", "/body/stage1/stage1.1/stage1.1.0/"]),
+)

@@ -6,7 +6,7 @@
 
 Defaults are those of the public detect.py (Pytorch_Retinaface, as used by TDKD): keep scores
 > 0.02, top 5000, NMS at IoU 0.4, keep 750, draw and count faces scoring >= 0.6, image at its
-own size. test_widerface.py and the Python API (detector.py) use NMS 0.3 (SPEC section 7).
+own size. test_widerface.py and the Python API (detector.py) use NMS 0.3 (docs/METHOD.md §7).
 
 Photos are never overwritten: a --save_folder where an output would replace an input is
 refused. An image that cannot be read is skipped; the skipped files are listed at the end and
@@ -18,12 +18,12 @@ import os
 import sys
 
 import cv2
-import torch
 
 import config
-from detector import DEFAULT_WEIGHTS, FaceDetector, Faces, load_detector
+from backends import add_backend_arguments
+from detector import DEFAULT_WEIGHTS, FaceDetector, Faces
 from utils.checkpoint import write_text_atomic
-from utils.cli import HelpFormatter
+from utils.cli import HelpFormatter, add_device_argument
 from utils.errors import TDKDError, exit_on_error, located
 from utils.visualize import draw_detections
 
@@ -40,8 +40,8 @@ def parse_args(argv=None):
     p.add_argument("--network", choices=sorted(config.NETWORKS), help="default: from the weights' JSON, else mobile0.25")
     p.add_argument("--activation", choices=config.ACTIVATIONS, help="default: from the weights' JSON, else relu")
     p.add_argument("--cpu", action="store_true", help="same as --device cpu")
-    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu",
-                   help="cpu or cuda[:N]; default: cuda where available, else cpu")
+    add_device_argument(p)
+    add_backend_arguments(p)
     p.add_argument("--save_folder", default="./detections/",
                    help="where the drawn images (same names, subfolders mirrored) and --save_json go")
     p.add_argument("-s", "--save_image", action=argparse.BooleanOptionalAction, default=True,
@@ -53,10 +53,12 @@ def parse_args(argv=None):
     p.add_argument("--confidence_threshold", type=float, default=0.02, help="keep scores above this, as the public detect.py")
     p.add_argument("--top_k", type=int, default=5000, help="best candidates kept before NMS, as the public detect.py")
     p.add_argument("--nms_threshold", type=float, default=0.4,
-                   help="NMS IoU, as the public detect.py (test_widerface.py and detector.py: 0.3)")
+                   help="NMS IoU: 0.4 as the public detect.py; test_widerface.py and the Python API (detector.py) "
+                        "use 0.3, the WIDER FACE test protocol's, so their boxes can differ a little")
     p.add_argument("--keep_top_k", type=int, default=750, help="detections kept after NMS, as the public detect.py")
     p.add_argument("--vis_thres", type=float, default=0.6,
-                   help="score needed to draw, count and list (--save_json) a face, as the public detect.py")
+                   help="score needed to draw, count and list (--save_json) a face: 0.6 as the public detect.py; "
+                        "test_widerface.py --save_image draws from 0.5, as the public test_widerface.py")
     return p.parse_args(argv)
 
 
@@ -121,9 +123,10 @@ def run(args):
     refuse_overwriting(inputs, (outputs if args.save_image else []) + ([json_path] if args.save_json else []))
 
     device = "cpu" if args.cpu else args.device
-    model, cfg = load_detector(args.trained_model, args.network, args.activation, device)
-    detector = FaceDetector(model, cfg, device, args.confidence_threshold, args.top_k,
-                            args.nms_threshold, args.keep_top_k)
+    detector = FaceDetector.from_weights(
+        args.trained_model, args.network, args.activation, device, args.backend, args.calibration,
+        confidence_threshold=args.confidence_threshold, top_k=args.top_k, nms_threshold=args.nms_threshold,
+        keep_top_k=args.keep_top_k)
     counts, results, failed = {}, {}, []
     for name, path, out in zip(names, inputs, outputs):
         image = cv2.imread(path, cv2.IMREAD_COLOR)
@@ -147,11 +150,19 @@ def run(args):
         write_text_atomic(json.dumps(report, indent=1), json_path)
         print(f"{len(results)} images -> {json_path}")
     detector.warn_dropped(args.trained_model)
+    if len(failed) == len(names) == 1:
+        raise TDKDError(failed[0])
     if failed:
         print("\n".join(f"skipped {line}" for line in failed), file=sys.stderr)
-        raise TDKDError(f"{len(failed)} of {len(names)} images failed (listed above); the other "
-                        f"{len(names) - len(failed)} were processed")
+        raise TDKDError(failure_summary(len(failed), len(names)))
     return counts
+
+
+def failure_summary(failed, total):
+    """The last line of a run where ``failed`` of ``total`` images could not be processed."""
+    if failed == total:
+        return f"all {total} images failed (listed above)"
+    return f"{failed} of {total} images failed (listed above); the other {total - failed} were processed"
 
 
 @exit_on_error

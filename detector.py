@@ -1,34 +1,41 @@
 """The Python API: a face detector from a weights file, in one import.
 
-    import cv2
     from detector import FaceDetector
 
-    detector = FaceDetector.from_weights()                 # the shipped distilled TDKD student
-    faces = detector.detect(cv2.imread("photo.jpg"))        # OpenCV's BGR; color="rgb" for RGB arrays
+    detector = FaceDetector.from_weights(nms_threshold=0.4)  # the shipped distilled student, detect.py's NMS
+    faces = detector.detect("photo.jpg")                      # a path, or a BGR array (cv2.imread); color="rgb"
+    faces = faces[faces.scores >= 0.6]                        # the faces detect.py draws (its --vis_thres)
     for box, score, points in zip(faces.boxes, faces.scores, faces.landmarks):
-        print(box, score, points)                           # x1 y1 x2 y2, probability, 5 x (x, y)
+        print(box, score, points)                             # x1 y1 x2 y2, probability, 5 x (x, y)
 
-Defaults are those of ``test_widerface.py`` (SPEC section 7): confidence > 0.02, top 5000,
+Defaults are those of ``test_widerface.py`` (docs/METHOD.md §7): confidence > 0.02, top 5000,
 NMS at IoU 0.3, keep 750, at the image's own size (``resize=scale_for_test(h, w)`` gives the
 WIDER FACE test scale). ``detect.py`` uses the public ``detect.py``'s NMS 0.4 instead.
+
+``from_weights(..., backend=...)`` picks what runs the network (``backends.py``): "eager"
+(default; detections identical to the public code), "torch" (BatchNorm folded), "onnxruntime"
+or "onnxruntime-int8"; a ``.onnx`` file runs in ONNX Runtime. Post-processing is the same for all.
 
 This module sits above ``models/``, ``layers/`` and ``utils/``: it builds the network
 (``models``), its priors (``layers``) and runs the one post-processing of
 ``utils.inference.postprocess``, which itself depends on nothing but ``utils``.
 """
+import os
 import time
 import warnings
 from dataclasses import dataclass
 
+import cv2
 import numpy as np
 import torch
 
 import config
+from backends import BACKENDS, ONNX_BACKENDS, OnnxPredictor, build_predictor, read_metadata
 from layers import prior_boxes
 from models import build_model
 from utils.checkpoint import load_state, read_state_dict, weights_kind
 from utils.errors import TDKDError, located
-from utils.inference import Timer, describe_weights, description_path, postprocess, preprocess
+from utils.inference import Timer, describe_weights, description_path, network_input, postprocess
 
 # The published TDKD student (MobileNet0.25 distilled from its teacher), shipped in weights/.
 DEFAULT_WEIGHTS = config.repo_path(config.DEFAULT_DETECTOR)
@@ -56,6 +63,33 @@ def load_detector(path=DEFAULT_WEIGHTS, network=None, activation=None, device="c
     task_heads = weights_kind(state_dict) == "teacher"
     model = load_state(build_model(cfg, task_heads=task_heads), state_dict, path)
     return model.to(device).eval(), cfg
+
+
+def load_onnx(path, backend="onnxruntime", network=None, activation=None, device="cpu"):
+    """An exported ``.onnx`` file in ONNX Runtime: ``(predictor, network cfg)``, the network
+    from the arguments, else from the file's properties (``export_onnx.py`` writes them)."""
+    if backend not in ONNX_BACKENDS:
+        raise TDKDError(located(path, f"an ONNX file runs with backend 'onnxruntime', not {backend!r}"))
+    if not os.path.isfile(path):
+        raise TDKDError(located(path, "ONNX file not found"))
+    meta = read_metadata(path)
+    if backend == "onnxruntime-int8" and meta.get("int8") != "1":
+        raise TDKDError(located(path, "not an INT8 file: run it with backend 'onnxruntime', or quantise it "
+                                      "with export_onnx.py --int8"))
+    try:
+        cfg = config.network_config(network or meta.get("network", "mobile0.25"), activation or meta.get("activation"))
+    except KeyError as exc:
+        raise TDKDError(located(path, exc.args[0])) from None
+    return OnnxPredictor(path, device), cfg
+
+
+def read_image(path):
+    """``cv2.imread`` of a colour image, or a ``TDKDError`` naming the file."""
+    image = cv2.imread(os.fspath(path), cv2.IMREAD_COLOR)
+    if image is None:
+        reason = "no such file" if not os.path.exists(path) else "cannot read image (not an image, or corrupt)"
+        raise TDKDError(located(path, reason))
+    return image
 
 
 @dataclass
@@ -86,6 +120,8 @@ class Faces:
 class FaceDetector:
     """A loaded RetinaFace and its post-processing (see the module's docstring)."""
 
+    clock = staticmethod(time.perf_counter)  # of ``timer``; bench/infer_speed.py --clock cpu: process time
+
     def __init__(self, model, cfg, device="cpu", confidence_threshold=0.02, top_k=5000,
                  nms_threshold=0.3, keep_top_k=750):
         self.model, self.cfg, self.device = model, cfg, torch.device(device)
@@ -95,19 +131,36 @@ class FaceDetector:
         self.dropped_boxes, self.dropped_images, self.images = 0, 0, 0
 
     @classmethod
-    def from_weights(cls, weights=DEFAULT_WEIGHTS, network=None, activation=None, device="cpu", **settings):
-        """A detector for a weights file (network from its JSON); ``settings`` are the thresholds."""
+    def from_weights(cls, weights=DEFAULT_WEIGHTS, network=None, activation=None, device="cpu", backend=None,
+                     calibration=None, cache=None, **settings):
+        """A detector for a weights file (network from its JSON) run by ``backend`` (see the
+        module's docstring); ``settings`` are the thresholds. A ``.onnx`` file (network from its
+        properties) runs in ONNX Runtime as it is (backend default: "eager", "onnxruntime" for a
+        ``.onnx`` file). ``calibration``: a folder of images for
+        "onnxruntime-int8" (default: synthetic training images); ``cache``: the folder for the
+        exported files (default: ``backends.cache_folder()``)."""
+        if backend not in (None, *BACKENDS):
+            raise ValueError(f"backend must be one of {BACKENDS}, not {backend!r}")
+        if os.fspath(weights).endswith(".onnx"):
+            return cls(*load_onnx(weights, backend or "onnxruntime", network, activation, device), device, **settings)
+        backend = backend or "eager"
         model, cfg = load_detector(weights, network, activation, device)
-        return cls(model, cfg, device, **settings)
+        return cls(build_predictor(backend, model, cfg, weights, device, calibration, cache), cfg, device, **settings)
 
     def detect(self, image, color="bgr", resize=1):
-        """Faces in an ``H x W x 3`` image (numpy or anything ``np.asarray`` takes, e.g. PIL).
+        """Faces in an image file (a path) or an ``H x W x 3`` image (numpy or anything
+        ``np.asarray`` takes, e.g. PIL).
 
-        ``color`` says how the channels are ordered: "bgr" (``cv2.imread``) or "rgb" (PIL,
-        matplotlib); the network was trained on BGR. Warns when non-finite boxes are dropped.
+        ``color`` says how an array's channels are ordered: "bgr" (``cv2.imread``) or "rgb"
+        (PIL, matplotlib); the network was trained on BGR. Warns when non-finite boxes are dropped.
         """
         if color not in COLORS:
             raise ValueError(f"color must be one of {COLORS}, not {color!r}")
+        if isinstance(image, (str, os.PathLike)):
+            image, color = read_image(image), "bgr"
+        if image is None:
+            raise ValueError("no image (None): cv2.imread returns None for a file it cannot read; "
+                             "check the path, or pass the path itself to detect() for an error naming the file")
         image = np.asarray(image)
         if image.ndim != 3 or image.shape[2] != 3:
             raise ValueError(f"expected an H x W x 3 image, got shape {image.shape}")
@@ -120,23 +173,26 @@ class FaceDetector:
                           stacklevel=2)
         return Faces.from_arrays(dets, points)
 
-    @torch.no_grad()
+    @torch.inference_mode()
     def __call__(self, image, resize=1):
         """Detections ``[N, 5]`` (x1, y1, x2, y2, score) and landmarks ``[N, 10]`` of a BGR image,
         in pixels of the original image, best first (the arrays ``test_widerface.py`` writes)."""
-        start = time.perf_counter()
-        img = preprocess(image, resize, config.COMMON["rgb_mean"])
-        tensor = torch.from_numpy(img.transpose(2, 0, 1)).unsqueeze(0).to(self.device)
+        start = self.clock()
+        img = network_input(image, resize, config.COMMON["rgb_mean"])
+        tensor = torch.from_numpy(img).unsqueeze(0).to(self.device)
+        prepared = self.clock()
         loc, conf, landms = self.model.predict(tensor)
         if self.device.type == "cuda":
             torch.cuda.synchronize()
-        forward_done = time.perf_counter()
-        priors = prior_boxes(self.cfg, img.shape[:2]).to(self.device)
+        forward_done = self.clock()
+        size = img.shape[1:]
+        priors = prior_boxes(self.cfg, size).to(loc.device)
         dets, points, dropped = postprocess(
-            loc.squeeze(0), conf.squeeze(0), landms.squeeze(0), priors, self.cfg["variance"], img.shape[:2], resize,
+            loc.squeeze(0), conf.squeeze(0), landms.squeeze(0), priors, self.cfg["variance"], size, resize,
             self.confidence_threshold, self.top_k, self.nms_threshold, self.keep_top_k)
-        self.timer.forward.append(forward_done - start)
-        self.timer.postprocess.append(time.perf_counter() - forward_done)
+        self.timer.preprocess.append(prepared - start)
+        self.timer.forward.append(forward_done - prepared)
+        self.timer.postprocess.append(self.clock() - forward_done)
         self.images += 1
         self.dropped_boxes += dropped
         self.dropped_images += dropped > 0

@@ -2,12 +2,14 @@ r"""Train a RetinaFace teacher, a student alone, or a student distilled with TDK
 
     python train.py --mode student --training_dataset data/widerface/train/label.txt
     python train.py --mode teacher --network resnet50 --backbone_weights weights/resnet50-0676ba61.pth
-    python train.py --mode distillation --teacher_network resnet50 \
-        --teacher_weights weights/resnet50_Final.pth --resume_net weights/mobile0.25_Final.pth
+    python train.py --mode teacher --resume_net Resnet50_Final.pth    # a teacher made from a detector
+    python train.py --mode distillation --teacher_weights outputs/train/teacher_resnet50/resnet50_Final.pth
     torchrun --nproc_per_node=8 train.py --mode distillation ...
 
 Every hyper-parameter comes from ``config.py`` and can be overridden here (``--set KEY=VALUE``
-for the ones without a flag of their own).
+for the ones without a flag of their own). Every input is checked before anything is written,
+and all problems found are reported together; `python train.py --mode distillation` alone
+says how to get a teacher.
 """
 import argparse
 import itertools
@@ -24,21 +26,21 @@ from tqdm import tqdm
 
 import config
 from data import TrainTransform, WiderFaceDetection, detection_collate
+from backends import BACKENDS, build_predictor
 from detector import FaceDetector
 from layers import MultiBoxLoss, build_distiller, level_shapes, prior_boxes
+from layers.distiller import TERMS, add_statistics, describe_distiller, dominance_warning, warmup_factor
 from models import build_model
 from models.backbone import resolve_backbone_weights
 from models.fusion import frozen_inference_copy
+from models.teacher import calibrate_task_convs, teacher_from_detector
 from test_widerface import read_val_list, write_predictions
-from utils.checkpoint import load_state, load_training_checkpoint, load_weights, save_atomic, write_text_atomic
-from utils.cli import HelpFormatter
+from train_inputs import build_run_config, plan_run
+from utils.checkpoint import load_state, load_training_checkpoint, save_atomic, write_text_atomic
+from utils.cli import HelpFormatter, add_device_argument
 from utils.distributed import all_ranks_agree, cleanup_distributed, init_distributed
 from utils.errors import TDKDError, exit_on_error, located
 from utils.logger import CSVLogger, read_log
-
-RECIPE_FLAGS = ("batch_size", "img_dim", "lr", "max_epoch", "num_workers", "momentum",
-                "weight_decay", "gamma", "milestones", "seed", "save_interval", "val_interval")
-
 
 def _recipe_default(key):
     """How the default of a recipe flag is chosen, for ``--help``."""
@@ -50,17 +52,22 @@ def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=HelpFormatter)
     p.add_argument("--mode", choices=sorted(config.TRAINING), default="student", help="what to train")
     p.add_argument("--network", choices=sorted(config.NETWORKS),
-                   help="network to train (default: resnet50 in teacher mode, else mobile0.25)")
-    p.add_argument("--activation", choices=config.ACTIVATIONS, default=config.DEFAULT_ACTIVATION,
-                   help="activation of the trained network")
+                   help="network to train; default: the --resume_net file's (its .json, else the network its "
+                        "shapes fit), without one resnet50 in teacher mode, else mobile0.25")
+    p.add_argument("--activation", choices=config.ACTIVATIONS,
+                   help="activation of the trained network; default: the --resume_net file's .json, else relu "
+                        "('leaky' for Pytorch_Retinaface's MobileNet0.25)")
     p.add_argument("--recipe", choices=sorted(config.RECIPES),
                    help="schedule (batch, lr, epochs, milestones, size); default: the mode's, config.TRAINING "
                         "(student and distillation: tdkd; teacher: retinaface, retinaface-resnet50 for resnet50)")
-    p.add_argument("--teacher_network", choices=sorted(config.NETWORKS), default=config.DEFAULT_TEACHER,
-                   help="network of --teacher_weights")
-    p.add_argument("--teacher_activation", choices=config.ACTIVATIONS, default=config.DEFAULT_ACTIVATION,
-                   help="activation of the teacher")
-    p.add_argument("--teacher_weights", help="trained teacher, with task heads (distillation mode; required)")
+    p.add_argument("--teacher_network", choices=sorted(config.NETWORKS),
+                   help="network of --teacher_weights; default: its .json, else the network its shapes fit, "
+                        f"else {config.DEFAULT_TEACHER}")
+    p.add_argument("--teacher_activation", choices=config.ACTIVATIONS,
+                   help="activation of the teacher; default: its .json, else relu")
+    p.add_argument("--teacher_weights",
+                   help="trained teacher, with task heads (distillation mode; required: without it the error "
+                        "lists three ways to get one)")
     p.add_argument("--training_dataset", default="./data/widerface/train/label.txt",
                    help="label.txt in the RetinaFace format, images/ beside it")
     p.add_argument("--backbone_weights",
@@ -70,8 +77,9 @@ def parse_args(argv=None):
                    help="initial weights of the trained network (plain state dict); default in distillation "
                         f"mode: {config.DISTILLATION_START} (the published base student, as the public code's ./base.pth)")
     p.add_argument("--resume", help="full training checkpoint (checkpoint_last.pth) to continue from")
-    p.add_argument("--save_folder", default="./weights/", help="where logs, checkpoints and weights go")
-    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu", help="cpu or cuda[:N]")
+    p.add_argument("--save_folder",
+                   help="where logs, checkpoints and weights go; default: outputs/train/<mode>_<network>")
+    add_device_argument(p)
     p.add_argument("--ngpu", type=int, default=1,
                    help="the public code's DataParallel GPU count; here only 1 is accepted: use torchrun for more")
     p.add_argument("--amp", action="store_true", help="mixed precision (float16 on CUDA, bfloat16 on CPU)")
@@ -96,6 +104,9 @@ def parse_args(argv=None):
     p.add_argument("--val_dataset", metavar="FOLDER",
                    help="validation set in WIDER layout (images/, wider_val.txt, ground_truth/): APs to "
                         "val_log.csv, best Hard AP kept as <network>_best.pth")
+    p.add_argument("--val_backend", choices=BACKENDS, default="eager",
+                   help="what runs the network for --val_dataset (see detect.py --backend); INT8 is "
+                        "calibrated afresh at each validation, on synthetic training images")
     p.add_argument("--val_interval", type=int,
                    help=f"validate every N epochs and after the last; default: {config.COMMON['val_interval']}")
     p.add_argument("--set", nargs="+", default=[], metavar="KEY=VALUE",
@@ -107,33 +118,14 @@ def parse_args(argv=None):
     return args
 
 
-def build_run_config(args):
-    """Network settings and training recipe for this run, with every override applied."""
-    network = args.network or config.DEFAULT_NETWORK[args.mode]
-    try:
-        cfg = config.training_config(args.mode, network, args.recipe)
-    except KeyError as exc:
-        raise TDKDError(exc.args[0]) from None
-    for name in RECIPE_FLAGS:
-        if getattr(args, name) is not None:
-            cfg[name] = getattr(args, name)
-    try:
-        config.apply_overrides(cfg, args.set)
-    except (KeyError, ValueError) as exc:
-        raise TDKDError(f"--set: {exc}") from None
-    net_cfg = config.network_config(network, args.activation)
-    return net_cfg, cfg
-
-
 class Trainer:
     """Owns the models, optimiser and data of one run; ``fit`` trains and writes weights."""
 
-    def __init__(self, args, ctx):
+    def __init__(self, args, ctx, plan=None):
         self.args, self.ctx = args, ctx
-        self.net_cfg, self.cfg = build_run_config(args)
-        self.mode = args.mode
-        if self.cfg["batch_size"] % ctx.world_size:
-            raise TDKDError(f"--batch_size {self.cfg['batch_size']} is not divisible by {ctx.world_size} processes")
+        self.plan = plan or plan_run(args, ctx.world_size)
+        self.net_cfg, self.cfg = self.plan.net_cfg, self.plan.cfg
+        self.mode, self.save_folder = args.mode, self.plan.save_folder
         torch.manual_seed(self.cfg["seed"])
         self.teacher = self._build_teacher() if self.mode == "distillation" else None
         self.model = self._build_model().to(ctx.device)
@@ -142,10 +134,12 @@ class Trainer:
         self.optimizer = torch.optim.SGD(params, lr=self.cfg["lr"], momentum=self.cfg["momentum"],
                                          weight_decay=self.cfg["weight_decay"])
         self.scheduler = torch.optim.lr_scheduler.MultiStepLR(self.optimizer, self.cfg["milestones"], self.cfg["gamma"])
-        self.start_epoch, self.iteration = 0, 0
+        self.start_epoch, self.iteration, self.saved_epochs = 0, 0, []
         if args.resume:
             self._restore(args.resume)
         self.dataset, self.sampler, self.loader = self._build_data()
+        if self.plan.from_detector and not args.resume:
+            self._calibrate_task_convs()
         self.criterion = MultiBoxLoss(self.cfg["overlap_threshold"], self.cfg["negpos_ratio"], self.net_cfg["variance"])
         size = (self.cfg["img_dim"], self.cfg["img_dim"])
         self.priors = prior_boxes(self.net_cfg, size).to(ctx.device)
@@ -164,25 +158,34 @@ class Trainer:
         self.validator = Validator(self, args.val_dataset) if args.val_dataset else None
 
     def _build_model(self):
-        resume_net = self.args.resume_net
-        if resume_net is None and self.mode == "distillation" and not self.args.resume:
-            resume_net = config.repo_path(config.DISTILLATION_START)
-            if not os.path.isfile(resume_net):
-                raise TDKDError(f"{resume_net}: the published base student, where --mode distillation starts by "
-                                "default, is missing; pass --resume_net PATH (a student trained with --mode student)")
-        if resume_net:
-            model = build_model(self.net_cfg, task_heads=self.mode == "teacher")
-            return load_weights(model, resume_net)
-        weights = resolve_backbone_weights(self.net_cfg, self.args.backbone_weights)
-        return build_model(self.net_cfg, task_heads=self.mode == "teacher", backbone_weights=weights)
+        start, task_heads = self.plan.start, self.mode == "teacher"
+        if start is None:
+            weights = resolve_backbone_weights(self.net_cfg, self.args.backbone_weights)
+            return build_model(self.net_cfg, task_heads=task_heads, backbone_weights=weights)
+        if not self.plan.from_detector:
+            return load_state(build_model(self.net_cfg, task_heads=task_heads), start.state, start.path)
+        detector = load_state(build_model(self.net_cfg), start.state, start.path)
+        if self.ctx.is_main:
+            print(f"teacher made from the detector {start.path} (no task heads): its task convs start as identities, "
+                  f"so its outputs equal the detector's; recipe '{self.cfg['recipe']}' fine-tunes it", flush=True)
+        return teacher_from_detector(detector, self.net_cfg)
+
+    @torch.no_grad()
+    def _calibrate_task_convs(self):
+        """The identity task convs of a teacher made from a detector take the statistics of
+        their input on the first ``calibration_batches`` training batches (models/teacher.py)."""
+        self.dataset.set_epoch(self.start_epoch)
+        batches = (images.to(self.ctx.device) for images, _ in
+                   itertools.islice(self.loader, self.cfg["calibration_batches"]))
+        images = calibrate_task_convs(self.model, batches)
+        if self.ctx.is_main:
+            print(f"task convs: BatchNorm statistics of the SSH features of {images} training images", flush=True)
 
     def _build_teacher(self):
-        if not self.args.teacher_weights:
-            raise TDKDError("--mode distillation needs --teacher_weights PATH (a teacher trained with --mode teacher)")
-        teacher_cfg = config.network_config(self.args.teacher_network, self.args.teacher_activation)
-        teacher = load_weights(build_model(teacher_cfg, task_heads=True), self.args.teacher_weights)
-        self.teacher_cfg = teacher_cfg
-        return frozen_inference_copy(teacher.to(self.ctx.device))
+        teacher = self.plan.teacher
+        self.teacher_cfg = config.network_config(teacher.network, teacher.activation)
+        model = load_state(build_model(self.teacher_cfg, task_heads=True), teacher.state, teacher.path)
+        return frozen_inference_copy(model.to(self.ctx.device))
 
     def _build_distiller(self):
         if self.teacher is None:
@@ -192,6 +195,41 @@ class Trainer:
 
     def _distiller_parameters(self):
         return list(self.distiller.parameters()) if self.distiller is not None else []
+
+    def _init_adapters(self):
+        """Set the adapters as ``adapter_init`` says before the first step, the same on every
+        process; a resumed run keeps its checkpoint's."""
+        if self.distiller is None or self.args.resume or self.cfg["adapter_init"] == "random":
+            return
+        start, mode = time.perf_counter(), self.cfg["adapter_init"]
+        statistics = self._adapter_statistics() if mode == "lstsq" else None
+        self.distiller.init_adapters(mode, statistics, self.cfg["adapter_ridge"])
+        if self.ctx.distributed:
+            for param in self.distiller.parameters():
+                torch.distributed.broadcast(param.data, src=0)
+        if self.ctx.is_main:
+            print(f"adapters: {mode} init in {time.perf_counter() - start:.1f} s", flush=True)
+
+    @torch.no_grad()
+    def _adapter_statistics(self):
+        """The adapters' least-squares statistics of the starting student (eval mode, so its
+        batch-norm statistics stay as loaded) on the first ``adapter_init_batches`` training
+        batches, summed over the processes."""
+        self.model.eval()
+        self.sampler.set_epoch(self.start_epoch)
+        self.dataset.set_epoch(self.start_epoch)
+        total = None
+        for images, targets in itertools.islice(self.loader, self.cfg["adapter_init_batches"]):
+            images, targets = self._inputs(images, targets)
+            outputs = _to_float(self.model(images))
+            _, match = self.criterion(outputs, self.priors, targets)
+            teacher_outputs = _to_float(self._teacher_outputs(images))
+            total = add_statistics(total, self.distiller.adapter_statistics(outputs, teacher_outputs, match, self.shapes))
+        if self.ctx.distributed:
+            for group in total:
+                for stats in group:
+                    torch.distributed.all_reduce(stats)
+        return total
 
     def _build_data(self):
         dataset = WiderFaceDetection(self.args.training_dataset, TrainTransform(self.cfg["img_dim"], self.cfg["rgb_mean"]),
@@ -210,7 +248,7 @@ class Trainer:
         return DistributedDataParallel(module, device_ids=device_ids)
 
     def _path(self, name):
-        return os.path.join(self.args.save_folder, name)
+        return os.path.join(self.save_folder, name)
 
     def _restore(self, path):
         state = load_training_checkpoint(path)
@@ -240,6 +278,7 @@ class Trainer:
         """Train from ``start_epoch`` to ``max_epoch``; returns the trained (unwrapped) model."""
         if self.ctx.is_main:
             print(self.describe(), flush=True)
+        self._init_adapters()
         for epoch in range(self.start_epoch, self.cfg["max_epoch"]):
             finished = self._train_epoch(epoch)
             self.scheduler.step()
@@ -259,9 +298,11 @@ class Trainer:
         """The resolved run, one block: what trains, on what, with which settings, where to."""
         run = f"train.py --mode {self.mode}: {self.net_cfg['name']} ({self.net_cfg['activation']})"
         if self.teacher is not None:
-            run += f", teacher {self.teacher_cfg['name']} from {self.args.teacher_weights}"
+            run += f", teacher {self.teacher_cfg['name']} ({self.teacher_cfg['activation']}) from {self.plan.teacher.path}"
         lines = [run + f", {self.ctx.world_size} process(es) on {self.ctx.device}" + (", amp" if self.args.amp else "")]
         lines += [f"  {key} = {json.dumps(value)}" for key, value in self.cfg.items()]
+        if self.distiller is not None:
+            lines.append("  " + describe_distiller(self.cfg))
         stop = f"; stops after iteration {self.args.max_iter} (--max_iter)" if self.args.max_iter else ""
         lines.append(f"  data: {self.args.training_dataset}, {len(self.dataset)} images, "
                      f"{len(self.loader)} iterations per epoch{stop}")
@@ -270,18 +311,19 @@ class Trainer:
         if self.validator:
             lines.append(f"  validation: {self.validator.folder}, {len(self.validator.names)} images, every "
                          f"{self.cfg['val_interval']} epochs")
-        lines.append(f"  saving to: {os.path.abspath(self.args.save_folder)}")
+        lines.append(f"  saving to: {os.path.abspath(self.save_folder)}")
         return "\n".join(lines)
 
     def saved_files(self):
         """Where this run's results are, one block (printed at the end)."""
         name = self.net_cfg["name"]
-        files = [f"{name}_Final.pth (+ .json)", "checkpoint_last.pth (resume with --resume)",
-                 f"{name}_epoch_<N>.pth (every {self.cfg['save_interval']} epochs and at {self.cfg['max_epoch']})",
-                 "train_log.csv"]
+        files = [f"{name}_Final.pth (+ .json)", "checkpoint_last.pth (resume with --resume)"]
+        if self.saved_epochs:
+            files.append(f"{name}_epoch_<N>.pth for N = {', '.join(map(str, self.saved_epochs))}")
+        files.append("train_log.csv")
         if self.validator:
             files += ["val_log.csv", f"{name}_best.pth (+ .json): " + self.validator.best_summary()]
-        lines = [f"saved in {os.path.abspath(self.args.save_folder)}:"] + [f"  {f}" for f in files]
+        lines = [f"saved in {os.path.abspath(self.save_folder)}:"] + [f"  {f}" for f in files]
         lines.append(f"  curves: python -m utils.plot_log {self._path('train_log.csv')}")
         return "\n".join(lines)
 
@@ -311,6 +353,10 @@ class Trainer:
                            **values, seconds=time.perf_counter() - start)
                 self.logger.log(row)
                 bar.set_postfix({k: f"{v:.3f}" for k, v in values.items()})
+                if self.iteration == 1 and self.teacher is not None:
+                    warning = dominance_warning(values, self.cfg["loss_weights"])
+                    if warning:
+                        tqdm.write(warning)
         return bool(self.args.max_iter) and self.iteration >= self.args.max_iter
 
     def _step(self, images, targets):
@@ -324,7 +370,8 @@ class Trainer:
         if self.teacher is not None:
             losses.update(self.train_distiller(outputs, _to_float(teacher_outputs), match, self.shapes))
         weights = self.cfg["loss_weights"]
-        total = sum(weights[name] * value for name, value in losses.items())
+        ramp = warmup_factor(self.iteration, self.cfg.get("distill_warmup", 0))
+        total = sum(weights[name] * (ramp if name in TERMS else 1.0) * value for name, value in losses.items())
         losses["total"] = total
         if not all_ranks_agree(self.ctx, torch.isfinite(total).item()):
             terms = ", ".join(f"{k}={v.item():.6g}" for k, v in losses.items())
@@ -360,6 +407,7 @@ class Trainer:
         save_atomic(state, self._path("checkpoint_last.pth"))
         if epoch % self.cfg["save_interval"] == 0 or epoch == self.cfg["max_epoch"]:
             save_atomic(state, self._path(f"{self.net_cfg['name']}_epoch_{epoch}.pth"))
+            self.saved_epochs.append(epoch)
 
     def _save_final(self):
         self.save_weights(f"{self.net_cfg['name']}_Final")
@@ -404,7 +452,8 @@ class Validator:
 
         trainer, start = self.trainer, time.perf_counter()
         cfg = trainer.net_cfg
-        detector = FaceDetector(trainer.model.eval(), cfg, trainer.ctx.device)
+        network = build_predictor(trainer.args.val_backend, trainer.model.eval(), cfg, device=trainer.ctx.device)
+        detector = FaceDetector(network, cfg, trainer.ctx.device)
         write_predictions(detector, self.images, self.names, self.predictions,
                           origin_size=trainer.cfg["val_origin_size"], progress=False)
         aps = evaluate_predictions(read_predictions(self.predictions), self.ground_truth).aps
@@ -432,9 +481,10 @@ def run(args):
     """Train as ``args`` says; returns the trained model (each rank its own copy)."""
     ctx = init_distributed(args.device)
     try:
+        plan = plan_run(args, ctx.world_size)  # every input checked before anything is written
         if ctx.is_main:
-            os.makedirs(args.save_folder, exist_ok=True)
-        return Trainer(args, ctx).fit()
+            os.makedirs(plan.save_folder, exist_ok=True)
+        return Trainer(args, ctx, plan).fit()
     finally:
         cleanup_distributed(ctx)
 

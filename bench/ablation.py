@@ -11,7 +11,9 @@ a teacher. Runs and evaluations are kept in --out and reused, so an interrupted 
 where it stopped; with the shipped teacher and student, the quickstart's control and TDKD runs
 of a seed are these rows' runs of that seed.
 Prints a Markdown table of mean ± std per row, with the number of seeds, and each row minus
-the control per seed.
+the control per seed. The probe column (bench/probe.py, with config.PROBE; cached in each run's
+folder) is the share of the teacher's task features, at faces on held-out val images, that a
+linear map cannot predict from the row's student: lower means more of the teacher moved.
 """
 import argparse
 import sys
@@ -22,6 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import numpy as np  # noqa: E402
 
 import config  # noqa: E402
+from bench.probe import cached_task_share  # noqa: E402
 from quickstart import (arm_command, ensure_data, is_finished, run_training, shipped_weights,  # noqa: E402
                         test_and_evaluate)
 from utils.cli import HelpFormatter  # noqa: E402
@@ -42,6 +45,7 @@ def parse_args(argv=None):
     p.add_argument("--student_weights", help="default: the shipped config.QUICKSTART['student_weights']")
     p.add_argument("--report", action="store_true", help="train nothing: the table of the runs finished with the current settings, "
                    "teacher and student")
+    p.add_argument("--no_probe", action="store_true", help="leave the probe column empty (it takes ~1 min per new run)")
     return p.parse_args(argv)
 
 
@@ -56,14 +60,20 @@ def row_command(out, row, seed, student, teacher, folder):
     return arm_command(out, seed, student, teacher, folder, ROWS[row][1])
 
 
-def markdown_table(results, seeds):
-    """``results[row][seed] = {setting: AP}`` -> the table and the per-seed differences to the control."""
-    lines = ["| distillation | seeds | Easy | Medium | Hard |", "|---|---|---|---|---|"]
+def markdown_table(results, seeds, probes=None, start_probe=None):
+    """``results[row][seed] = {setting: AP}`` (and ``probes[row][seed]`` = the probe's share)
+    -> the table and the per-seed differences to the control."""
+    probes = probes or {}
+    lines = ["| distillation | seeds | Easy | Medium | Hard | probe: unexplained % |", "|---|---|---|---|---|---|"]
+    if start_probe is not None:
+        lines.append(f"| starting student | | | | | {100 * start_probe:.1f} |")
     for row, by_seed in results.items():
         if by_seed:
             values = np.array([[100 * by_seed[s][k] for k in SETTINGS] for s in sorted(by_seed)])
             cells = " | ".join(f"{m:.2f} ± {d:.2f}" for m, d in zip(values.mean(0), values.std(0)))
-            lines.append(f"| {ROWS[row][0]} | {len(by_seed)} | {cells} |")
+            shares = 100 * np.array(list(probes.get(row, {}).values()))
+            probe = f"{shares.mean():.1f} ± {shares.std():.1f}" if len(shares) else ""
+            lines.append(f"| {ROWS[row][0]} | {len(by_seed)} | {cells} | {probe} |")
     control = results.get("control", {})
     lines += ["", "Row minus control, per seed (easy / medium / hard):", ""]
     for row, by_seed in results.items():
@@ -83,7 +93,8 @@ def main(argv=None):
     student = shipped_weights("student", args.student_weights)
     if not args.report:
         ensure_data(out / "data")
-    results = {row: {} for row in args.rows}
+    results, probes = {row: {} for row in args.rows}, {row: {} for row in args.rows}
+    network = config.QUICKSTART["teacher_network"]
     for row in args.rows:
         for seed in args.seeds:
             folder = run_folder(out, row, seed, args.teacher_weights is None, args.student_weights is None)
@@ -92,9 +103,13 @@ def main(argv=None):
                 continue
             if not args.report:
                 run_training(command)
-            results[row][seed] = test_and_evaluate(folder / "mobile0.25_Final.pth", out / "data", folder,
-                                                   f"{row} seed {seed}")
-    table = markdown_table(results, args.seeds)
+            weights = folder / "mobile0.25_Final.pth"
+            results[row][seed] = test_and_evaluate(weights, out / "data", folder, f"{row} seed {seed}")
+            if not args.no_probe:
+                probes[row][seed] = cached_task_share(weights, teacher, network, out / "data", folder)
+    start_probe = None if args.no_probe else cached_task_share(student, teacher, network, out / "data",
+                                                               out / "student_eval")
+    table = markdown_table(results, args.seeds, probes, start_probe)
     (out / "ablation").mkdir(parents=True, exist_ok=True)
     (out / "ablation" / "table.md").write_text(table + "\n")
     print(f"\nsynthetic val, AP in %, student {student}, teacher {teacher}:\n\n{table}")

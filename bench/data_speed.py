@@ -1,4 +1,4 @@
-"""Images per second of one data-loader worker: JPEG decode + SPEC 6 augmentation + collate.
+"""Images per second of one data-loader worker: JPEG decode + docs/METHOD.md §6 augmentation + collate.
 
     python bench/data_speed.py                                # image 640, batch 32, two sets
     python bench/data_speed.py --img_dim 320 --batch_size 16  # the quickstart's sizes

@@ -1,6 +1,6 @@
 """Speed of the WIDER FACE evaluator on a full-size prediction set (~1M boxes, 3,226 files).
 
-    python bench/evaluator.py [--gt ../shared/widerface/ground_truth] [--boxes_per_image 310]
+    python bench/evaluator.py [--gt widerface_evaluate/ground_truth] [--boxes_per_image 310]
 
 The predictions are made up from the real val ground truth in a temporary folder, in the
 public writer's format: jittered true faces plus random false positives, random scores. The

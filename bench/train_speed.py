@@ -28,7 +28,7 @@ from config import network_config  # noqa: E402
 from data.synthetic import generate_synthetic_widerface  # noqa: E402
 from models import build_model  # noqa: E402
 from utils.distributed import init_distributed  # noqa: E402
-from utils.cli import HelpFormatter  # noqa: E402
+from utils.cli import HelpFormatter, add_device_argument  # noqa: E402
 from utils.errors import exit_on_error  # noqa: E402
 
 CASES = {  # name: (mode, network, teacher)
@@ -45,7 +45,7 @@ PARTS = ("student forward", "teacher forward", "MultiBoxLoss", "distillation", "
 
 def parse_args():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=HelpFormatter)
-    p.add_argument("--device", default="cpu", help="cpu or cuda[:N]")
+    add_device_argument(p)
     p.add_argument("--batch_size", type=int, default=8, help="images per step")
     p.add_argument("--img_dim", type=int, default=640, help="training image size")
     p.add_argument("--iters", type=int, default=3, help="timed iterations per case (after one warm-up)")

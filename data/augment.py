@@ -1,4 +1,4 @@
-"""Training augmentation of RetinaFace (SPEC section 6): the public ``data_augment.py``.
+"""Training augmentation of RetinaFace (docs/METHOD.md §6): the public ``data_augment.py``.
 
 Every random draw comes from the ``rng`` argument (a ``random.Random``), in the public code's
 order, so one seed gives one augmentation whatever process runs it. Boxes and landmarks are

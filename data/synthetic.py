@@ -2,7 +2,7 @@
 
 ``generate_synthetic_widerface(root)`` writes::
 
-    root/train/images/<event>/<name>.jpg    root/train/label.txt   (RetinaFace format, SPEC 6)
+    root/train/images/<event>/<name>.jpg    root/train/label.txt   (RetinaFace format, docs/METHOD.md §6)
     root/val/images/<event>/<name>.jpg      root/val/label.txt     (same format)
     root/val/wider_val.txt                  one '/<event>/<name>.jpg' per line: the leading
                                             slash of the public file, whose lines test scripts
@@ -28,7 +28,6 @@ import json
 import multiprocessing
 import os
 import shutil
-import sys
 import time
 from pathlib import Path
 
@@ -36,12 +35,15 @@ import cv2
 import numpy as np
 import scipy.io
 
+import config
 from data.synthetic_faces import (SKIN_TONES, draw_body, draw_distractor, draw_face, draw_occluder,
                                   random_face)
-from utils.errors import TDKDError, located
+from utils.cli import HelpFormatter
+from utils.errors import TDKDError, exit_on_error, located
 
 SPLITS = ("train", "val")
-NUM_TRAIN, NUM_VAL, IMAGE_SIZE = 500, 200, (320, 640)  # a quickstart's worth; long side range
+NUM_TRAIN, NUM_VAL, IMAGE_SIZE = 500, 200, (320, 640)  # generate_synthetic_widerface's defaults
+DEFAULT_OUT = "data/synthetic"  # the command line's; git-ignored
 JPEG_QUALITY = 90
 MAT_HEADER = b"MATLAB 5.0 MAT-file, Platform: GLNXA64, Created by: data.synthetic".ljust(116)
 
@@ -440,22 +442,33 @@ def _counts(records):
                 **{name: int(n) for name, n in zip(("easy", "medium", "hard"), per_setting)})
 
 
-def main(argv=None):
-    parser = argparse.ArgumentParser(description="Write a seeded synthetic face set, WIDER FACE layout.")
-    parser.add_argument("--out", required=True, help="root folder (gets train/ and val/)")
-    parser.add_argument("--num_train", type=int, default=NUM_TRAIN)
-    parser.add_argument("--num_val", type=int, default=NUM_VAL)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--image_size", type=int, nargs=2, default=IMAGE_SIZE, metavar=("MIN", "MAX"),
+def parse_args(argv=None):
+    quick = config.QUICKSTART["data"]
+    parser = argparse.ArgumentParser(
+        description="Write a seeded synthetic face set in the WIDER FACE layout. The defaults make the\n"
+                    "quickstart's set; the shipped synthetic student was trained on its train split.\n\n"
+                    "    python -m data.synthetic     # -> data/synthetic/{train,val}/, synthetic.json\n"
+                    "    python train.py --training_dataset data/synthetic/train/label.txt ...\n"
+                    "    python test_widerface.py -m WEIGHTS --dataset_folder data/synthetic/val/images/ \\\n"
+                    "        --origin_size --save_folder outputs/synthetic_predictions/\n"
+                    "    python widerface_evaluate/evaluation.py -p outputs/synthetic_predictions/ \\\n"
+                    "        -g data/synthetic/val/ground_truth/",
+        formatter_class=HelpFormatter)
+    parser.add_argument("--out", default=DEFAULT_OUT, help="root folder (gets train/, val/ and synthetic.json)")
+    parser.add_argument("--num_train", type=int, default=quick["num_train"], help="training images")
+    parser.add_argument("--num_val", type=int, default=quick["num_val"], help="validation images")
+    parser.add_argument("--seed", type=int, default=quick["seed"], help="the same seed gives the same files")
+    parser.add_argument("--image_size", type=int, nargs=2, default=quick["image_size"], metavar=("MIN", "MAX"),
                         help="range of the long image side in pixels")
-    parser.add_argument("--workers", type=int, default=None, help="processes (default: every core)")
-    args = parser.parse_args(argv)
-    try:
-        summary = generate_synthetic_widerface(args.out, args.num_train, args.num_val, args.seed,
-                                               tuple(args.image_size), args.workers)
-    except TDKDError as error:
-        print(error, file=sys.stderr)
-        sys.exit(2)
+    parser.add_argument("--workers", type=int, default=None, help="processes; default: every core")
+    return parser.parse_args(argv)
+
+
+@exit_on_error
+def main(argv=None):
+    args = parse_args(argv)
+    summary = generate_synthetic_widerface(args.out, args.num_train, args.num_val, args.seed,
+                                           tuple(args.image_size), args.workers)
     train, val = summary["train"], summary["val"]
     print(f"synthetic WIDER FACE in {summary['root']}: "
           f"train {train['images']} images {train['faces']} faces, "

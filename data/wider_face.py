@@ -1,4 +1,4 @@
-"""WIDER FACE training set in the RetinaFace ``label.txt`` format (SPEC section 6).
+"""WIDER FACE training set in the RetinaFace ``label.txt`` format (docs/METHOD.md §6).
 
 Each face becomes one row ``[x1, y1, x2, y2, lx0, ly0, ..., lx4, ly4, label]`` with label 1
 when it has landmarks and -1 when they are absent, as in the public ``WiderFaceDetection``.

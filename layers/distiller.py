@@ -1,4 +1,4 @@
-"""Task-decoupled knowledge distillation (SPEC section 5) and the ablation's other terms."""
+"""Task-decoupled knowledge distillation (docs/METHOD.md §5) and the ablation's other terms."""
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -6,13 +6,35 @@ from torch import nn
 from utils.errors import TDKDError
 
 # Distillation terms, each weighted by ``loss_weights[term]``; a zero weight turns it off:
-# feature          task-decoupled feature imitation (SPEC 5; tasks: ``feature_tasks``)
+# feature          task-decoupled feature imitation (docs/METHOD.md §5; tasks: ``feature_tasks``)
 # feature_coupled  one adapter, positives + mined negatives, against the teacher's SSH output
 # fitnet           one adapter, every location, against the teacher's SSH output
-# probability      the paper's probability distillation (SPEC 5)
+# probability      the paper's probability distillation (docs/METHOD.md §5)
 # hinton           KL of temperature-softened class distributions, times T^2, mean over anchors
 TERMS = ("feature", "feature_coupled", "fitnet", "probability", "hinton")
+FEATURE_TERMS = ("feature", "feature_coupled", "fitnet")
 FEATURE_TASKS = ("cls", "reg")
+DETECTION_TERMS = ("loc", "conf", "landm")
+# How the adapters start: PyTorch's default (the paper), all zero, or the ridge fit of the
+# starting student to the teacher on the first batches (``fit_adapters``).
+ADAPTER_INITS = ("random", "zero", "lstsq")
+# A feature term's unit: the paper's squared difference per selected location ("absolute"),
+# or the squared difference over the teacher's squared features at the same locations
+# ("relative": a share of the teacher's feature energy, free of the teacher's scale).
+FEATURE_SCALES = ("absolute", "relative")
+# Whether each level is normalised on its own and the levels summed (the paper), or the
+# selected locations of all levels pooled (each location weighs the same on every level).
+FEATURE_NORMALIZE = ("per_level", "all_levels")
+# The probability term's divisor: the number of uncertain probabilities (the paper), or the
+# number of positive anchors, as the detection's class loss, so that each uncertain anchor
+# weighs the same however many there are.
+PROBABILITY_NORMALIZE = ("uncertain", "positives")
+
+
+def _choice(cfg, key, choices):
+    if cfg[key] not in choices:
+        raise TDKDError(f"{key}={cfg[key]}: choose one of {list(choices)}")
+    return cfg[key]
 
 
 def build_distiller(cfg, student_channels, teacher_channels):
@@ -25,9 +47,30 @@ def build_distiller(cfg, student_channels, teacher_channels):
     tasks = tuple(cfg["feature_tasks"])
     if not tasks or set(tasks) - set(FEATURE_TASKS):
         raise TDKDError(f"feature_tasks={list(tasks)}: choose one or both of {list(FEATURE_TASKS)}")
+    _choice(cfg, "adapter_init", ADAPTER_INITS)
     return TaskDecoupledDistiller(student_channels, teacher_channels, negpos_ratio=cfg["distill_negpos_ratio"],
                                   probability_range=cfg["probability_range"], terms=terms, feature_tasks=tasks,
-                                  temperature=cfg["hinton_temperature"], train_adapters=cfg["train_adapters"])
+                                  temperature=cfg["hinton_temperature"], train_adapters=cfg["train_adapters"],
+                                  feature_scale=_choice(cfg, "feature_scale", FEATURE_SCALES),
+                                  feature_normalize=_choice(cfg, "feature_normalize", FEATURE_NORMALIZE),
+                                  probability_normalize=_choice(cfg, "probability_normalize", PROBABILITY_NORMALIZE))
+
+
+def describe_distiller(cfg):
+    """One line of the distiller settings a run uses."""
+    weights = cfg["loss_weights"]
+    terms = ", ".join(f"{term} {weights[term]:g}" for term in TERMS if weights.get(term, 0))
+    init = cfg["adapter_init"] + (f" ({cfg['adapter_init_batches']} batches, ridge {cfg['adapter_ridge']:g})"
+                                  if cfg["adapter_init"] == "lstsq" else "")
+    return (f"distiller {cfg['distiller']}: {terms}; features {cfg['feature_scale']}, {cfg['feature_normalize']}, "
+            f"tasks {'+'.join(cfg['feature_tasks'])}, adapters {init}; probability / {cfg['probability_normalize']}; "
+            f"warm-up {cfg['distill_warmup']} iterations")
+
+
+def warmup_factor(iteration, warmup):
+    """Factor of the distillation weights at (0-based) ``iteration``: a linear ramp
+    1/warmup, 2/warmup, ... reaching 1 at iteration ``warmup - 1``; 1 without warm-up."""
+    return 1.0 if warmup <= 0 else min(1.0, (iteration + 1) / warmup)
 
 
 class TaskDecoupledDistiller(nn.Module):
@@ -35,14 +78,15 @@ class TaskDecoupledDistiller(nn.Module):
 
     Holds the adaptation convs (1x1, no bias, C_student -> C_teacher, one per level) of the
     terms it computes as registered modules, so they are saved with the student and, with
-    ``train_adapters``, optimised with it (frozen at their random initialisation otherwise,
-    as in the public code). ``terms`` (see ``TERMS``) are the losses ``forward`` returns;
-    the default is the paper's ``{'feature', 'probability'}``.
+    ``train_adapters``, optimised with it (frozen at their initialisation otherwise, as in
+    the public code). ``terms`` (see ``TERMS``) are the losses ``forward`` returns; the
+    default is the paper's ``{'feature', 'probability'}`` with the paper's normalisations.
     """
 
     def __init__(self, student_channels, teacher_channels, num_levels=3, negpos_ratio=3,
                  probability_range=(0.1, 0.9), terms=("feature", "probability"), feature_tasks=FEATURE_TASKS,
-                 temperature=4.0, train_adapters=True):
+                 temperature=4.0, train_adapters=True, feature_scale="absolute", feature_normalize="per_level",
+                 probability_normalize="uncertain"):
         super().__init__()
         unknown = set(terms) - set(TERMS)
         if unknown:
@@ -63,40 +107,128 @@ class TaskDecoupledDistiller(nn.Module):
         self.negpos_ratio = negpos_ratio
         self.probability_range = tuple(probability_range)
         self.temperature = temperature
+        self.feature_scale = feature_scale
+        self.feature_normalize = feature_normalize
+        self.probability_normalize = probability_normalize
+
+    def imitations(self, teacher, match, shapes):
+        """``{term: [(task, adapters, teacher maps, location masks), ...]}`` of the feature
+        terms: what each adapter maps the student's SSH output to, and where."""
+        reg_mask = location_masks(match.positives, shapes)
+        cls_mask = location_masks(match.positives | match.hard_negatives(self.negpos_ratio), shapes)
+        everywhere = [torch.ones(match.positives.shape[0], rows, cols, dtype=torch.bool,
+                                 device=match.positives.device) for rows, cols, _ in shapes]
+        groups = {
+            "feature": [("cls", self.cls_adapters, teacher.get("cls_features"), cls_mask),
+                        ("reg", self.reg_adapters, teacher.get("reg_features"), reg_mask)],
+            "feature_coupled": [("ssh", self.coupled_adapters, teacher.get("features"), cls_mask)],
+            "fitnet": [("ssh", self.fitnet_adapters, teacher.get("features"), everywhere)],
+        }
+        return {term: [group for group in groups[term] if group[1] is not None]
+                for term in FEATURE_TERMS if term in self.terms}
+
+    def feature_parts(self, student, teacher, match, shapes):
+        """``{(term, task, level): loss}``: each feature term split by task and level (the
+        parts sum to the term; bench/grad_budget.py weighs them)."""
+        parts = {}
+        for term, groups in self.imitations(teacher, match, shapes).items():
+            for task, adapters, targets, masks in groups:
+                adapted = [adapters[level](feat) for level, feat in enumerate(student["features"])]
+                levels = level_feature_losses(adapted, targets, masks, self.feature_scale, self.feature_normalize)
+                parts.update({(term, task, level): loss for level, loss in enumerate(levels)})
+        return parts
 
     def forward(self, student, teacher, match, shapes):
         """``student`` / ``teacher``: model outputs; ``match``: the student's ``MatchResult``;
         ``shapes``: ``[(rows, cols, anchors)]`` per level (``layers.prior_box.level_shapes``)."""
         losses = {}
-        reg_mask = location_masks(match.positives, shapes)
-        cls_mask = location_masks(match.positives | match.hard_negatives(self.negpos_ratio), shapes)
-        if "feature" in self.terms:
-            feature = 0.0
-            for level, feat in enumerate(student["features"]):
-                if self.cls_adapters is not None:
-                    feature = feature + masked_feature_loss(
-                        self.cls_adapters[level](feat), teacher["cls_features"][level], cls_mask[level]
-                    )
-                if self.reg_adapters is not None:
-                    feature = feature + masked_feature_loss(
-                        self.reg_adapters[level](feat), teacher["reg_features"][level], reg_mask[level]
-                    )
-            losses["feature"] = feature
-        everywhere = [torch.ones_like(feat[:, 0], dtype=torch.bool) for feat in student["features"]]
-        for term, adapters, masks in (("feature_coupled", self.coupled_adapters, cls_mask),
-                                      ("fitnet", self.fitnet_adapters, everywhere)):
-            if adapters is not None:
-                losses[term] = sum(
-                    masked_feature_loss(adapters[level](feat), teacher["features"][level], masks[level])
-                    for level, feat in enumerate(student["features"])
-                )
+        for (term, _, _), loss in self.feature_parts(student, teacher, match, shapes).items():
+            losses[term] = losses.get(term, 0.0) + loss
         if "probability" in self.terms:
+            divisor = match.positives.sum() if self.probability_normalize == "positives" else None
             losses["probability"] = probability_loss(
-                F.softmax(student["conf"], dim=-1), F.softmax(teacher["conf"], dim=-1), *self.probability_range
+                F.softmax(student["conf"], dim=-1), F.softmax(teacher["conf"], dim=-1), *self.probability_range,
+                divisor=divisor,
             )
         if "hinton" in self.terms:
             losses["hinton"] = hinton_loss(student["conf"], teacher["conf"], self.temperature)
         return losses
+
+    def adapter_groups(self):
+        """Every adapter list of this distiller."""
+        return [a for a in (self.cls_adapters, self.reg_adapters, self.coupled_adapters, self.fitnet_adapters)
+                if a is not None]
+
+    @torch.no_grad()
+    def init_adapters(self, mode, statistics=None, ridge=1e-3):
+        """Set the adapters as ``mode`` (``ADAPTER_INITS``) says; ``lstsq`` solves the ridge
+        problems of ``statistics`` (``adapter_statistics``, summed over batches and processes)."""
+        if mode not in ADAPTER_INITS:
+            raise ValueError(f"adapter_init={mode}: choose one of {list(ADAPTER_INITS)}")
+        if mode == "random":
+            return
+        for adapters, group_statistics in zip(self.adapter_groups(), statistics or [None] * 4):
+            for conv, stats in zip(adapters, group_statistics or [None] * len(adapters)):
+                if mode == "zero":
+                    conv.weight.zero_()
+                else:
+                    channels = conv.weight.shape[1]
+                    solution = ridge_solve(stats[:, :channels], stats[:, channels:], ridge)
+                    conv.weight.copy_(solution.t().reshape(conv.weight.shape))
+
+    @torch.no_grad()
+    def adapter_statistics(self, student, teacher, match, shapes):
+        """Per adapter list (``adapter_groups``) and level, ``S^T [S | T]`` in float64 over the
+        locations the adapter is trained on (rows of S: student SSH vectors, of T: the
+        teacher's): the sufficient statistics of its least-squares fit, summed over batches."""
+        order = {id(adapters): index for index, adapters in enumerate(self.adapter_groups())}
+        stats = [None] * len(order)
+        for groups in self.imitations(teacher, match, shapes).values():
+            for _, adapters, targets, masks in groups:
+                stats[order[id(adapters)]] = [
+                    _gram(feat, target, mask) for feat, target, mask in zip(student["features"], targets, masks)
+                ]
+        return stats
+
+
+def _gram(student_map, teacher_map, mask):
+    s = student_map.permute(0, 2, 3, 1)[mask].double()
+    t = teacher_map.permute(0, 2, 3, 1)[mask].double()
+    return s.T @ torch.cat([s, t], dim=1)
+
+
+def add_statistics(total, stats):
+    """Elementwise sum of two ``adapter_statistics`` results (``total`` may be None)."""
+    if total is None:
+        return stats
+    return [[a + b for a, b in zip(group_a, group_b)] for group_a, group_b in zip(total, stats)]
+
+
+def ridge_solve(gram, cross, ridge):
+    """``W`` minimising ||S W - T||^2 + lambda ||W||^2 from ``gram = S^T S`` and ``cross = S^T T``,
+    with lambda = ``ridge`` x the mean diagonal of ``gram`` (scale-free); a zero map when no
+    location was seen."""
+    gram, cross = gram.double(), cross.double()
+    scale = gram.diagonal().mean()
+    if scale <= 0:
+        return torch.zeros_like(cross).float()
+    eye = torch.eye(gram.shape[0], dtype=gram.dtype, device=gram.device)
+    return torch.linalg.solve(gram + ridge * scale * eye, cross).float()
+
+
+def dominance_warning(losses, weights, ratio=10.0):
+    """One warning line when the weighted distillation terms of ``losses`` (floats) exceed
+    the weighted detection losses more than ``ratio`` times, naming the largest term's
+    weight; None otherwise."""
+    detection = sum(weights[name] * losses[name] for name in DETECTION_TERMS if name in losses)
+    distillation = {name: weights[name] * losses[name] for name in TERMS if name in losses}
+    if not distillation or sum(distillation.values()) <= ratio * detection:
+        return None
+    largest = max(distillation, key=distillation.get)
+    terms = ", ".join(f"{name} {value:.3g}" for name, value in distillation.items())
+    return (f"warning: the weighted distillation terms ({terms}) are {sum(distillation.values()) / max(detection, 1e-12):.0f}x "
+            f"the detection losses ({detection:.3g}) at the first step: look at loss_weights.{largest} "
+            f"(--set loss_weights.{largest}=...)")
 
 
 def location_masks(anchor_mask, shapes):
@@ -112,19 +244,40 @@ def location_masks(anchor_mask, shapes):
     ]
 
 
-def masked_feature_loss(student_feature, teacher_feature, mask):
-    """Sum over selected locations and channels of the squared difference, over max(1, 2n)."""
-    squared = (student_feature - teacher_feature).pow(2).sum(dim=1)
-    selected = mask.sum()
-    return (squared * mask).sum() / torch.clamp(2 * selected, min=1)
+def level_feature_losses(student_maps, teacher_maps, masks, scale="absolute", normalize="per_level"):
+    """One feature term per level (lists of [B, C, H, W] maps and [B, H, W] masks); the term
+    is their sum.
+
+    ``absolute``: squared difference over max(1, 2 x selected locations); ``relative``: over
+    the teacher's squared features there. ``per_level``: each level divided by its own
+    divisor (the paper with ``absolute``); ``all_levels``: each level divided by the sum of
+    the divisors of all levels.
+    """
+    errors, divisors = [], []
+    for student, teacher, mask in zip(student_maps, teacher_maps, masks):
+        errors.append(((student - teacher).pow(2).sum(dim=1) * mask).sum())
+        if scale == "relative":
+            divisors.append((teacher.pow(2).sum(dim=1) * mask).sum().detach())
+        else:
+            divisors.append(2 * mask.sum())
+    floor = 1 if scale == "absolute" else 1e-12
+    if normalize == "all_levels":
+        divisors = [sum(divisors)] * len(errors)
+    return [error / torch.clamp(divisor, min=floor) for error, divisor in zip(errors, divisors)]
 
 
-def probability_loss(student_prob, teacher_prob, low=0.1, high=0.9):
-    """Mean squared difference of class probabilities over the elements where the teacher's
-    probability lies strictly between ``low`` and ``high``."""
+def feature_loss(student_maps, teacher_maps, masks, scale="absolute", normalize="per_level"):
+    """The feature term over the levels (``level_feature_losses`` summed)."""
+    return sum(level_feature_losses(student_maps, teacher_maps, masks, scale, normalize))
+
+
+def probability_loss(student_prob, teacher_prob, low=0.1, high=0.9, divisor=None):
+    """Sum of squared differences of class probabilities over the elements where the
+    teacher's probability lies strictly between ``low`` and ``high``, over their count (the
+    paper) or over ``divisor`` (e.g. the number of positive anchors); at least 1."""
     mask = (teacher_prob > low) & (teacher_prob < high)
     diff = (student_prob - teacher_prob).pow(2)
-    return (diff * mask).sum() / torch.clamp(mask.sum(), min=1)
+    return (diff * mask).sum() / torch.clamp(mask.sum() if divisor is None else divisor, min=1)
 
 
 def hinton_loss(student_logits, teacher_logits, temperature):

@@ -1,4 +1,4 @@
-"""Assign ground-truth faces to priors (SPEC section 4), for a whole batch at once."""
+"""Assign ground-truth faces to priors (docs/METHOD.md §4), for a whole batch at once."""
 import torch
 
 from utils.box_utils import box_iou, encode, encode_landm, point_form

@@ -1,4 +1,4 @@
-"""RetinaFace's MultiBoxLoss with hard negative mining (SPEC section 4)."""
+"""RetinaFace's MultiBoxLoss with hard negative mining (docs/METHOD.md §4)."""
 from dataclasses import dataclass
 
 import torch

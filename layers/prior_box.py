@@ -1,4 +1,4 @@
-"""Prior (anchor) boxes of RetinaFace, vectorised, with their per-level layout (SPEC section 3)."""
+"""Prior (anchor) boxes of RetinaFace, vectorised, with their per-level layout (docs/METHOD.md §3)."""
 import math
 from functools import lru_cache
 

@@ -15,15 +15,20 @@ from .mobilenet import MobileNetV1
 def build_backbone(cfg, weights=None):
     """MobileNetV1 or ResNet-50, with ImageNet weights from the local file ``weights`` if
     given, wrapped so that it returns the three maps named in ``cfg['return_layers']``."""
-    if cfg["backbone"] == "mobilenet":
-        net = MobileNetV1(cfg["width_mult"], cfg["activation"])
-    elif cfg["backbone"] == "resnet50":
-        net = torchvision.models.resnet50(weights=None)
-    else:
-        raise KeyError(f"unknown backbone '{cfg['backbone']}'")
+    net = backbone_network(cfg)
     if weights:
         load_weights(net, weights)
     return IntermediateLayerGetter(net, return_layers=cfg["return_layers"])
+
+
+def backbone_network(cfg):
+    """The whole ImageNet network of ``cfg``'s backbone (classifier included), as its weights
+    files hold it."""
+    if cfg["backbone"] == "mobilenet":
+        return MobileNetV1(cfg["width_mult"], cfg["activation"])
+    if cfg["backbone"] == "resnet50":
+        return torchvision.models.resnet50(weights=None)
+    raise KeyError(f"unknown backbone '{cfg['backbone']}'")
 
 
 def resolve_backbone_weights(cfg, path=None):

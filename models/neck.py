@@ -1,4 +1,4 @@
-"""FPN and SSH context modules of RetinaFace (SPEC section 2)."""
+"""FPN and SSH context modules of RetinaFace (docs/METHOD.md §2)."""
 import torch
 import torch.nn.functional as F
 from torch import nn

@@ -1,7 +1,11 @@
 """RetinaFace: backbone -> FPN -> SSH per level -> class / box / landmark heads."""
+import functools
+
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+import config
 
 from .backbone import build_backbone
 from .heads import make_heads
@@ -23,6 +27,7 @@ class RetinaFace(nn.Module):
     def __init__(self, cfg, task_heads=False, backbone_weights=None):
         super().__init__()
         channels = cfg["out_channel"]
+        self.network = cfg.get("name")
         self.task_heads = task_heads
         self.body = build_backbone(cfg, backbone_weights)
         self.fpn = FPN(cfg["in_channels"], channels, cfg["activation"])
@@ -49,6 +54,11 @@ class RetinaFace(nn.Module):
         out = self.forward(images)
         return out["loc"], F.softmax(out["conf"], dim=-1), out["landms"]
 
+    @staticmethod
+    def fitting_networks(state_dict):
+        """Read by ``utils.checkpoint.check_keys`` to say which network refused weights are."""
+        return fitting_networks(state_dict)
+
 
 def _run_heads(heads, features):
     outputs = [head(feature) for head, feature in zip(heads, features)]
@@ -69,3 +79,20 @@ class DeployableRetinaFace(nn.Module):
 def build_model(cfg, task_heads=False, backbone_weights=None):
     """RetinaFace for the network settings ``cfg`` (see ``config.network_config``)."""
     return RetinaFace(cfg, task_heads=task_heads, backbone_weights=backbone_weights)
+
+
+def fitting_networks(state_dict):
+    """The names of ``config.NETWORKS`` whose detector (with or without task heads) has exactly
+    the keys and shapes of ``state_dict``: which network a weights file is."""
+    shapes = _shapes_of(state_dict)
+    return [name for name in config.NETWORKS if any(_network_shapes(name, heads) == shapes for heads in (False, True))]
+
+
+def _shapes_of(state_dict):
+    return {k: tuple(v.shape) for k, v in state_dict.items() if not k.endswith("num_batches_tracked")}
+
+
+@functools.lru_cache(maxsize=None)
+def _network_shapes(name, task_heads):
+    with torch.device("meta"):  # shapes only: no memory, no initialisation
+        return _shapes_of(build_model(config.network_config(name), task_heads=task_heads).state_dict())

@@ -4,7 +4,7 @@ import torch
 
 from config import network_config
 from layers import MatchResult, MultiBoxLoss, TaskDecoupledDistiller, level_shapes, prior_boxes
-from layers.distiller import location_masks, masked_feature_loss, probability_loss
+from layers.distiller import feature_loss, location_masks, probability_loss
 from models import build_model
 
 SHAPES = [(2, 2, 2), (1, 1, 2)]  # 8 + 2 anchors
@@ -43,9 +43,9 @@ def test_feature_loss_by_hand_and_zero_when_equal():
     student = torch.zeros(1, 4, 2, 2)
     teacher = torch.ones(1, 4, 2, 2)
     # 2 locations x 4 channels x 1^2 / (2 x 2)
-    assert masked_feature_loss(student, teacher, mask).item() == pytest.approx(2.0)
-    assert masked_feature_loss(teacher, teacher, mask).item() == 0.0
-    assert masked_feature_loss(student, teacher, torch.zeros_like(mask)).item() == 0.0
+    assert feature_loss([student], [teacher], [mask]).item() == pytest.approx(2.0)
+    assert feature_loss([teacher], [teacher], [mask]).item() == 0.0
+    assert feature_loss([student], [teacher], [torch.zeros_like(mask)]).item() == 0.0
 
 
 def test_probability_mask_has_open_bounds():

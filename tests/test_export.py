@@ -2,7 +2,6 @@
 import contextlib
 import io
 
-import cv2
 import numpy as np
 import pytest
 import torch
@@ -12,8 +11,9 @@ import export_onnx
 from bench import flops
 from detector import load_detector
 from layers import prior_boxes
-from tests.conftest import shared_file, shipped_file
+from tests.conftest import shipped_file
 from utils.checkpoint import read_state_dict
+from utils.errors import TDKDError
 from utils.inference import postprocess, preprocess
 
 onnxruntime = pytest.importorskip("onnxruntime", reason="onnxruntime is not installed (pip install -r requirements.txt)")
@@ -43,6 +43,7 @@ def test_the_script_reports_opset_size_and_the_check(exported):
     _, _, session, path, out = exported
     assert f"{path}: opset 17, " in out and f"({path.stat().st_size} bytes)" in out
     assert "onnxruntime vs PyTorch on a random 480x640 input, largest difference: loc " in out
+    assert out.splitlines()[-1] == "check passed: every output within 0.0001 of PyTorch"
     assert [i.name for i in session.get_inputs()] == ["image"]
     assert [o.name for o in session.get_outputs()] == ["loc", "scores", "landmarks"]
     assert session.get_inputs()[0].shape == ["batch", 3, "height", "width"]
@@ -61,9 +62,9 @@ def test_raw_outputs_match_pytorch_on_a_random_480x640_input_and_another_batch_a
         torch.testing.assert_close(ours[1].sum(-1), torch.ones(shape[0], priors))  # softmaxed scores
 
 
-def test_the_crowd_photo_gives_the_same_outputs_and_detections(exported):
+def test_a_photo_gives_the_same_outputs_and_detections(exported, face_photo):
     model, cfg, session, *_ = exported
-    image = cv2.imread(str(shared_file("images", "crowd.jpg")))
+    image = face_photo.image
     img = preprocess(image, 1, config.COMMON["rgb_mean"])
     ours, reference = run_both(model, session, torch.from_numpy(img.transpose(2, 0, 1))[None])
     for got, want in zip(ours, reference):
@@ -72,9 +73,17 @@ def test_the_crowd_photo_gives_the_same_outputs_and_detections(exported):
     detections = [postprocess(*(o[0] for o in outs), priors, cfg["variance"], img.shape[:2])
                   for outs in (ours, reference)]
     (dets, points, _), (ref_dets, ref_points, _) = detections
-    assert len(dets) == len(ref_dets) and (ref_dets[:, 4] >= 0.5).sum() >= 20
+    assert len(dets) == len(ref_dets) and (ref_dets[:, 4] >= 0.5).sum() >= face_photo.min_faces
     np.testing.assert_allclose(dets, ref_dets, atol=1e-3, rtol=0)  # measured: 6e-5 pixels at most
     np.testing.assert_allclose(points, ref_points, atol=1e-3, rtol=0)
+
+
+def test_the_check_fails_beyond_its_tolerance_and_gives_int8_no_float_verdict():
+    assert export_onnx.check_verdict({"loc": 9e-5, "scores": 1e-7}, False, "m.onnx").startswith("check passed")
+    with pytest.raises(TDKDError, match=r"^m.onnx: check FAILED: onnxruntime differs from PyTorch by 0.002, more "
+                                        r"than the tolerance 0.0001$"):
+        export_onnx.check_verdict({"loc": 2e-3, "scores": 1e-7}, False, "m.onnx")
+    assert export_onnx.check_verdict({"loc": 2e-3}, True, "m.onnx").startswith("INT8: outputs differ from float")
 
 
 # ---------------------------------------------------------------- FLOPs and parameters

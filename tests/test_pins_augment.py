@@ -1,4 +1,4 @@
-"""Training augmentation pinned by hand (SPEC 6): crop size range, centre rule, 250 attempts,
+"""Training augmentation pinned by hand (docs/METHOD.md §6): crop size range, centre rule, 250 attempts,
 mirror with the landmark swap, normalisation, mean subtraction."""
 import numpy as np
 

@@ -1,6 +1,6 @@
-"""Box coding, IoU, NMS and the heads' output layout pinned by hand-computed values (SPEC 2-4, 7).
+"""Box coding, IoU, NMS and the heads' output layout pinned by hand-computed values (docs/METHOD.md §2-4, §7).
 
-Every expected number below is worked out by hand from the SPEC formulas; none comes from the
+Every expected number below is worked out by hand from the formulas of docs/METHOD.md; none comes from the
 project's own helpers.
 """
 import math

@@ -1,4 +1,4 @@
-"""TDKD's decoupled sample selection and loss normalisers, pinned by hand (SPEC 5).
+"""TDKD's decoupled sample selection and loss normalisers, pinned by hand (docs/METHOD.md §5).
 
 Two levels: 2x2 and 1x2 locations, two anchors each (8 + 4 anchors), 3 channels. One positive
 anchor; the hard-negative ranking puts anchors 6, 9, 4 first, then 3. With 3 negatives per

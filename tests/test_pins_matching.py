@@ -1,4 +1,4 @@
-"""Matching thresholds, MultiBoxLoss normalisers and mining, and the SPEC's constants (SPEC 3-5).
+"""Matching thresholds, MultiBoxLoss normalisers and mining, and the constants of docs/METHOD.md (docs/METHOD.md §3-5).
 
 Boxes are built from multiples of 1/16 so that every IoU below is exact in float32 and the
 threshold comparisons are tested *at* the thresholds.
@@ -181,7 +181,7 @@ def test_image_without_faces_mines_nothing_and_losses_stay_finite():
     assert match.hard_negatives(7)[1].sum() == 0 and match.hard_negatives(7)[0].sum() == 7
 
 
-# ---------------------------------------------------------------- constants of the SPEC
+# ---------------------------------------------------------------- constants of docs/METHOD.md
 
 
 def test_spec_constants():

@@ -1,4 +1,4 @@
-"""Test-time post-processing on a stand-in network whose outputs are set by hand (SPEC 2, 7).
+"""Test-time post-processing on a stand-in network whose outputs are set by hand (docs/METHOD.md §2, §7).
 
 The image is 32 rows x 48 columns: level 1 has 4 x 6 locations, prior ``(row i, col j, size a)``
 is number ``(6 i + j) * 2 + a`` with centre ``((j + 0.5) * 8, (i + 0.5) * 8)`` pixels and side

@@ -1,5 +1,5 @@
 """The training schedule: the learning rate steps per epoch at the milestones; the total loss
-is 2 loc + conf + landm (SPEC 4)."""
+is 2 loc + conf + landm (docs/METHOD.md §4)."""
 import pytest
 
 import train

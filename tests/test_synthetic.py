@@ -274,4 +274,20 @@ def test_cli_summary_and_errors(tmp_path, capsys):
     with pytest.raises(SystemExit) as exit_info:
         main(["--out", str(tmp_path / "bad"), "--num_train", "-1"])
     assert exit_info.value.code == 2
-    assert capsys.readouterr().err.strip().startswith(f"{tmp_path / 'bad'}: bad request: num_train=-1")
+    assert capsys.readouterr().err.strip().startswith(f"error: {tmp_path / 'bad'}: bad request: num_train=-1")
+
+
+def test_cli_defaults_make_the_quickstart_set_in_data_synthetic(capsys):
+    import config
+    from data.synthetic import parse_args
+
+    args = parse_args([])
+    quick = config.QUICKSTART["data"]
+    assert (args.out, args.num_train, args.num_val, args.seed, args.image_size) == (
+        "data/synthetic", quick["num_train"], quick["num_val"], quick["seed"], quick["image_size"])
+    with pytest.raises(SystemExit):
+        parse_args(["--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    for shown in ("(default: data/synthetic)", "(default: 480)", "(default: 400)", "(default: [320, 480])",
+                  "--training_dataset data/synthetic/train/label.txt", "-g data/synthetic/val/ground_truth/"):
+        assert shown in text

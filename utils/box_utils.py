@@ -70,3 +70,23 @@ def nms(boxes, scores, threshold):
     # The public code compares float32 IoUs with a float32 threshold: IoU == threshold is kept.
     keep = torchvision.ops.nms(ordered, rank, float(np.float32(threshold)))
     return order[keep.numpy()]
+
+
+def match_detections(dets, reference, iou_threshold=0.95):
+    """Greedy one-to-one matching of two detection sets ``[N, 5]`` (x1, y1, x2, y2, score),
+    best reference first: ``(matched [M] bool per reference detection, |score difference|
+    of each matched pair)``. Compares backends' outputs (``bench/infer_speed.py``)."""
+    dets, reference = torch.as_tensor(np.asarray(dets)), torch.as_tensor(np.asarray(reference))
+    matched = np.zeros(len(reference), bool)
+    differences = []
+    if len(dets) == 0 or len(reference) == 0:
+        return matched, np.zeros(0, np.float32)
+    iou = box_iou(reference[:, :4], dets[:, :4]).numpy()
+    taken = np.zeros(len(dets), bool)
+    for r in np.argsort(-reference[:, 4].numpy(), kind="stable"):
+        candidates = np.flatnonzero((iou[r] >= iou_threshold) & ~taken)
+        if candidates.size:
+            best = candidates[np.argmax(iou[r, candidates])]
+            taken[best], matched[r] = True, True
+            differences.append(abs(float(dets[best, 4]) - float(reference[r, 4])))
+    return matched, np.asarray(differences, np.float32)

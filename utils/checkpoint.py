@@ -4,8 +4,10 @@ Reading never runs code from a file (``torch.load(weights_only=True)``); a file 
 pickled objects, or whose keys do not fit the model, is refused with one line naming it.
 Writing is atomic: a temporary file on the same file system, then ``os.replace``, so an
 interrupted write leaves the previous file, never a truncated one (weights, and the text
-files written beside them or as results).
+files written beside them or as results). Also the weights' sidecar ``.json`` (network,
+activation) that ``train.py`` writes beside them.
 """
+import json
 import os
 import tempfile
 
@@ -78,6 +80,46 @@ def weights_kind(state_dict):
     return None
 
 
+def description_path(path):
+    """``weights.pth`` -> ``weights.json``."""
+    return os.path.splitext(os.fspath(path))[0] + ".json"
+
+
+def describe_weights(path):
+    """The sidecar ``<weights>.json`` written by ``train.py`` ({} for a published state dict)."""
+    meta = description_path(path)
+    if not os.path.isfile(meta):
+        return {}
+    try:
+        with open(meta) as handle:
+            described = json.load(handle)
+    except (OSError, ValueError) as exc:
+        raise TDKDError(located(meta, f"cannot read the weights' description ({exc})")) from None
+    if not isinstance(described, dict):
+        raise TDKDError(located(meta, "expected a JSON object such as {\"network\": \"mobile0.25\"}"))
+    return described
+
+
+ACTIVATION_UNKNOWN = ("its activation is not stored in the file: --activation relu for TDKD's and this "
+                      "repository's weights, leaky for Pytorch_Retinaface's")
+
+
+def network_hint(model, state_dict, path):
+    """'the file fits --network N, not M (activation ...)' when a RetinaFace of another network
+    refuses the weights and ``model.fitting_networks`` finds theirs; else None."""
+    identify = getattr(model, "fitting_networks", None)
+    own = getattr(model, "network", None)
+    names = [n for n in identify(state_dict) if n != own] if identify else []
+    if not names:
+        return None
+    try:
+        activation = describe_weights(path).get("activation") if path is not None else None
+    except TDKDError:
+        activation = None
+    how = f"activation {activation}, from its .json" if activation else ACTIVATION_UNKNOWN
+    return f"the file fits --network {' or '.join(names)}" + (f", not {own}" if own else "") + f" ({how})"
+
+
 def _kind_mismatch(expected, state_dict):
     """'this file is X, but Y is needed here; use it as ...' when the kinds differ."""
     found, needed = weights_kind(state_dict), weights_kind(expected)
@@ -91,7 +133,8 @@ def check_keys(model, state_dict, path, strict=True):
     """Raise one line listing missing / unexpected / mis-shaped keys (a few of each), led by
     what the file is when it is another kind of weights (backbone, student, teacher)."""
     expected = model.state_dict()
-    missing = [k for k in expected if k not in state_dict]
+    # BatchNorm fills a missing num_batches_tracked (checkpoints of old PyTorch versions).
+    missing = [k for k in expected if k not in state_dict and not k.endswith("num_batches_tracked")]
     unexpected = [k for k in state_dict if k not in expected]
     shapes = [
         f"{k} {tuple(v.shape)} vs {tuple(expected[k].shape)}"
@@ -107,11 +150,15 @@ def check_keys(model, state_dict, path, strict=True):
         problems.append(f"{len(shapes)} keys with other shapes (e.g. {'; '.join(shapes[:3])})")
     if not strict and len(missing) == len(expected):
         problems.append("no key matches this model")
-    mismatch = _kind_mismatch(expected, state_dict) if problems else None
+    if not problems:
+        return
+    hint = network_hint(model, state_dict, path)
+    mismatch = _kind_mismatch(expected, state_dict)
     if mismatch:
-        raise TDKDError(located(path, f"{mismatch} ({'; '.join(problems)})"))
-    if problems:
-        raise TDKDError(located(path, "weights do not fit this model: " + "; ".join(problems)))
+        raise TDKDError(located(path, f"{mismatch} ({'; '.join(problems)})" + (f"; {hint}" if hint else "")))
+    if hint:
+        raise TDKDError(located(path, f"{hint}: " + "; ".join(problems)))
+    raise TDKDError(located(path, "weights do not fit this model: " + "; ".join(problems)))
 
 
 def load_state(module, state_dict, path, strict=True):

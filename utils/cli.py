@@ -1,6 +1,10 @@
 """Command-line conventions shared by every script."""
 import argparse
 
+import torch
+
+DEVICE_HELP = "cpu or cuda[:N]; default: cuda where a GPU is available, else cpu"
+
 
 class HelpFormatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
     """Keeps the module docstring's layout and shows every option's default in ``--help``
@@ -11,3 +15,13 @@ class HelpFormatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefau
         if "default" in text or action.default is None or action.default is False:
             return text
         return super()._get_help_string(action)
+
+
+def default_device():
+    """The one ``--device`` rule of every tool: the GPU where one is available, else the CPU."""
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def add_device_argument(parser):
+    """``--device`` with the rule of ``default_device`` (the resolved value is shown in ``--help``)."""
+    parser.add_argument("--device", default=default_device(), help=f"{DEVICE_HELP} (here: {default_device()})")

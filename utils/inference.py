@@ -1,12 +1,11 @@
-"""Turning one image into detections (SPEC section 7), below ``models/`` and ``layers/``.
+"""Turning one image into detections (docs/METHOD.md §7), below ``models/`` and ``layers/``.
 
 ``preprocess`` and ``postprocess`` follow the public ``test_widerface.py`` step by step
 (float32 decode, ``scores > threshold``, numpy ``argsort`` order, ``+1`` NMS) so detections
 are identical; the network and its priors are the caller's (``detector.FaceDetector``, the
-ONNX check of ``export_onnx.py``). Also the weights' sidecar JSON and the WIDER text format.
+ONNX check of ``export_onnx.py``). Also the WIDER text format; the weights' sidecar JSON is
+read by ``utils.checkpoint`` (re-exported here).
 """
-import json
-import os
 from dataclasses import dataclass, field
 
 import cv2
@@ -14,27 +13,7 @@ import numpy as np
 import torch
 
 from .box_utils import decode, decode_landm, nms
-from .errors import TDKDError, located
-
-
-def description_path(path):
-    """``weights.pth`` -> ``weights.json``."""
-    return os.path.splitext(os.fspath(path))[0] + ".json"
-
-
-def describe_weights(path):
-    """The sidecar ``<weights>.json`` written by ``train.py`` ({} for a published state dict)."""
-    meta = description_path(path)
-    if not os.path.isfile(meta):
-        return {}
-    try:
-        with open(meta) as handle:
-            described = json.load(handle)
-    except (OSError, ValueError) as exc:
-        raise TDKDError(located(meta, f"cannot read the weights' description ({exc})")) from None
-    if not isinstance(described, dict):
-        raise TDKDError(located(meta, "expected a JSON object such as {\"network\": \"mobile0.25\"}"))
-    return described
+from .checkpoint import describe_weights, description_path  # noqa: F401 - the tools' import path
 
 
 def scale_for_test(height, width, target_size=1600, max_size=2150, origin_size=False):
@@ -49,21 +28,38 @@ def scale_for_test(height, width, target_size=1600, max_size=2150, origin_size=F
 
 @dataclass
 class Timer:
+    """Seconds per image of each stage of ``detector.FaceDetector``."""
+    preprocess: list = field(default_factory=list)
     forward: list = field(default_factory=list)
     postprocess: list = field(default_factory=list)
 
     def summary(self):
         mean = lambda values: 1000 * float(np.mean(values)) if values else 0.0  # noqa: E731
-        return f"forward {mean(self.forward):.1f} ms, post-processing {mean(self.postprocess):.1f} ms per image"
+        return (f"preprocessing {mean(self.preprocess):.1f} ms, forward {mean(self.forward):.1f} ms, "
+                f"post-processing {mean(self.postprocess):.1f} ms per image")
+
+
+def network_input(image, resize, rgb_mean):
+    """A BGR ``H x W x 3`` image as the network's contiguous float32 ``3 x H x W`` input:
+    converted to float32, resized (bilinear, in float32), mean subtracted.
+
+    The public steps (``np.float32``, ``cv2.resize``, ``img -= rgb_mean``) with the mean
+    subtracted channel by channel straight into the channels-first array: one pass instead of
+    three, and bit-identical values (each is the correctly rounded float32 difference).
+    """
+    img = np.asarray(image)
+    if resize != 1:
+        img = cv2.resize(np.float32(img), None, None, fx=resize, fy=resize, interpolation=cv2.INTER_LINEAR)
+    mean = np.float32(rgb_mean)
+    chw = np.empty((3, *img.shape[:2]), np.float32)
+    for channel in range(3):
+        np.subtract(img[:, :, channel], mean[channel], out=chw[channel], dtype=np.float32)
+    return chw
 
 
 def preprocess(image, resize, rgb_mean):
-    """A BGR image as the network's float32 ``H x W x 3`` input: resized, mean subtracted."""
-    img = np.float32(image)
-    if resize != 1:
-        img = cv2.resize(img, None, None, fx=resize, fy=resize, interpolation=cv2.INTER_LINEAR)
-    img -= rgb_mean
-    return img
+    """``network_input`` seen as ``H x W x 3`` (the public ``test_widerface.py``'s layout)."""
+    return network_input(image, resize, rgb_mean).transpose(1, 2, 0)
 
 
 def postprocess(loc, conf, landms, priors, variance, size, resize=1, confidence_threshold=0.02, top_k=5000,
@@ -78,18 +74,22 @@ def postprocess(loc, conf, landms, priors, variance, size, resize=1, confidence_
     integer conversion of the text format.
     """
     height, width = size
-    scale = torch.Tensor([width, height, width, height])
-    boxes = decode(loc, priors, variance)
-    boxes = (boxes * scale.to(loc.device) / resize).cpu().numpy()
-    scores = conf.cpu().numpy()[:, 1]
-    points = decode_landm(landms, priors, variance)
+    scores = conf[:, 1].cpu().numpy()
+    # Only the candidates are decoded: decoding is per prior, so their boxes and points are
+    # bit-identical to those of the public code, which decodes all priors and selects after.
+    candidates = np.flatnonzero((scores > confidence_threshold) | ~np.isfinite(scores))
+    index = torch.from_numpy(candidates).to(loc.device)
+    kept_priors = priors[index]
+    boxes = decode(loc[index], kept_priors, variance)
+    boxes = (boxes * torch.Tensor([width, height, width, height]).to(loc.device) / resize).cpu().numpy()
+    points = decode_landm(landms[index], kept_priors, variance)
     points = (points * torch.Tensor([width, height] * 5).to(loc.device) / resize).cpu().numpy()
+    scores = scores[candidates]
 
-    candidates = (scores > confidence_threshold) | ~np.isfinite(scores)
     finite = np.isfinite(scores) & np.isfinite(boxes).all(axis=1) & np.isfinite(points).all(axis=1)
-    dropped = int(np.count_nonzero(candidates & ~finite))
-    inds = np.where(candidates & finite)[0]
-    boxes, points, scores = boxes[inds], points[inds], scores[inds]
+    dropped = int(np.count_nonzero(~finite))
+    if dropped:
+        boxes, points, scores = boxes[finite], points[finite], scores[finite]
     order = scores.argsort()[::-1][:top_k]
     boxes, points, scores = boxes[order], points[order], scores[order]
     dets = np.hstack((boxes, scores[:, np.newaxis])).astype(np.float32, copy=False)

@@ -1,0 +1,212 @@
+"""Inference backends (backends.py) against eager PyTorch, the faster pre- and post-processing
+against the public arithmetic, the --backend flags, and the API's errors for unreadable images."""
+import contextlib
+import io
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+import config
+import detect
+import export_onnx
+import test_widerface
+import train
+from backends import BACKENDS, TorchPredictor, calibration_files, read_metadata
+from data.synthetic import render_image
+from detector import FaceDetector, load_detector
+from tests.test_widerface_test import public_pipeline
+from utils.box_utils import match_detections
+from utils.errors import TDKDError
+from utils.inference import network_input
+
+onnxruntime = pytest.importorskip("onnxruntime", reason="onnxruntime is not installed (pip install -r requirements.txt)")
+
+
+# The shipped student trained on synthetic faces (many detections on the synthetic photo).
+STUDENT = config.repo_path(config.QUICKSTART["student_weights"])
+
+
+@pytest.fixture(scope="module")
+def photo():
+    """A synthetic val photo (seeded) with 21 faces."""
+    image, _ = render_image(0, "val", 4, (320, 480))
+    return image
+
+
+@pytest.fixture(scope="module")
+def cache(tmp_path_factory):
+    return tmp_path_factory.mktemp("cache")
+
+
+@pytest.fixture(scope="module")
+def eager():
+    return FaceDetector.from_weights(STUDENT)
+
+
+def test_network_input_is_the_public_preprocessing_bit_for_bit(photo):
+    for resize in (1, 0.7, 2.3):
+        img = np.float32(photo)
+        if resize != 1:
+            img = cv2.resize(img, None, None, fx=resize, fy=resize, interpolation=cv2.INTER_LINEAR)
+        img -= (104, 117, 123)
+        ours = network_input(photo, resize, config.COMMON["rgb_mean"])
+        assert ours.flags["C_CONTIGUOUS"] and ours.dtype == np.float32
+        np.testing.assert_array_equal(ours, img.transpose(2, 0, 1))
+
+
+def test_eager_detections_equal_the_public_pipeline_with_decoding_after_thresholding(eager, photo):
+    for resize in (1, 2.3):
+        dets, points = eager(photo, resize)
+        ref_dets, ref_points = public_pipeline(eager.model, eager.cfg, photo, resize)
+        assert len(dets) > 50
+        np.testing.assert_array_equal(dets, ref_dets)
+        np.testing.assert_array_equal(points, ref_points)
+
+
+def test_torch_backend_is_folded_and_within_1e_4_of_eager(eager, photo):
+    detector = FaceDetector.from_weights(STUDENT, backend="torch")
+    assert isinstance(detector.model, TorchPredictor)
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in detector.model.module.modules())
+    dets, points = detector(photo)
+    ref_dets, ref_points = eager(photo)
+    assert len(dets) == len(ref_dets) > 50
+    np.testing.assert_allclose(dets[:, 4], ref_dets[:, 4], atol=1e-4, rtol=0)
+    np.testing.assert_allclose(dets[:, :4], ref_dets[:, :4], atol=1e-2, rtol=0)
+    np.testing.assert_allclose(points, ref_points, atol=1e-2, rtol=0)
+
+
+def test_onnxruntime_backend_matches_eager_and_is_cached(eager, photo, cache):
+    detector = FaceDetector.from_weights(STUDENT, backend="onnxruntime", cache=cache)
+    files = sorted(cache.glob("*.onnx"))
+    assert len(files) == 1 and read_metadata(files[0]) == {"network": "mobile0.25", "activation": "relu"}
+    modified = files[0].stat().st_mtime_ns
+    dets, _ = detector(photo)
+    ref_dets, _ = eager(photo)
+    matched, differences = match_detections(dets, ref_dets, 0.95)
+    assert len(dets) == len(ref_dets) > 50 and matched.all() and differences.max() < 1e-4
+    FaceDetector.from_weights(STUDENT, backend="onnxruntime", cache=cache)  # the cached file is reused
+    assert sorted(cache.glob("*.onnx")) == files and files[0].stat().st_mtime_ns == modified
+
+
+def test_int8_round_trip_on_a_tiny_calibration_set(tmp_path, eager, photo, cache):
+    folder = tmp_path / "calibration"
+    for index in range(3):
+        path = folder / ("sub" if index else "") / f"image_{index}.jpg"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        cv2.imwrite(str(path), render_image(0, "train", index, (320, 400))[0])
+    assert [p.name for p in calibration_files(folder, 2)] == ["image_0.jpg", "image_1.jpg"]
+    output = tmp_path / "int8.onnx"
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        export_onnx.main(["-m", STUDENT, "-o", str(output), "--int8", "--calibration", str(folder)])
+    assert f"{output}: INT8 opset 17" in printed.getvalue()
+    assert read_metadata(output) == {"network": "mobile0.25", "activation": "relu", "int8": "1"}
+
+    import onnx
+
+    graph = onnx.load(str(output)).graph
+    nodes = {node.output[0]: node for node in graph.node}
+    convs = [node for node in graph.node if node.op_type == "Conv"]
+    float_weights = [c.name for c in convs if c.input[1] not in nodes]  # weight not from a DequantizeLinear
+    # config.DEPLOYMENT's keep_float: the stem and the first depthwise conv stay float
+    assert len(convs) > 40 and float_weights == ["/body/stage1/stage1.0/stage1.0.0/Conv",
+                                                 "/body/stage1/stage1.1/stage1.1.0/Conv"]
+    assert all(nodes[c.input[1]].op_type == "DequantizeLinear" for c in convs if c.input[1] in nodes)
+
+    for detector in (FaceDetector.from_weights(output), FaceDetector.from_weights(output, backend="onnxruntime-int8")):
+        dets, _ = detector(photo)
+        ref_dets, _ = eager(photo)
+        strong = ref_dets[ref_dets[:, 4] >= 0.6]
+        matched, differences = match_detections(dets, strong, 0.5)
+        assert len(strong) > 10 and matched.mean() >= 0.9 and np.median(differences) < 0.05
+
+    FaceDetector.from_weights(STUDENT, backend="onnxruntime-int8", calibration=folder, cache=cache)
+    assert len(list(cache.glob("*-int8-*.onnx"))) == 1
+
+
+def test_onnx_files_and_backends_are_checked(tmp_path):
+    float_file = tmp_path / "float.onnx"
+    with contextlib.redirect_stdout(io.StringIO()):
+        export_onnx.main(["-m", STUDENT, "-o", str(float_file)])
+    with pytest.raises(TDKDError, match="an ONNX file runs with backend 'onnxruntime', not 'torch'"):
+        FaceDetector.from_weights(float_file, backend="torch")
+    with pytest.raises(TDKDError, match="not an INT8 file"):
+        FaceDetector.from_weights(float_file, backend="onnxruntime-int8")
+    with pytest.raises(ValueError, match="backend must be one of"):
+        FaceDetector.from_weights(backend="tensorrt")
+    broken = tmp_path / "broken.onnx"
+    broken.write_bytes(b"not a graph")
+    with pytest.raises(TDKDError, match=f"{broken}: cannot read the ONNX file"):
+        FaceDetector.from_weights(broken, backend="onnxruntime")
+
+
+def test_unreadable_inputs_give_one_clear_error(tmp_path, eager):
+    with pytest.raises(TDKDError, match=f"^{tmp_path / 'missing.jpg'}: no such file$"):
+        eager.detect(str(tmp_path / "missing.jpg"))
+    (tmp_path / "notes.jpg").write_text("not an image")
+    with pytest.raises(TDKDError, match=rf"^{tmp_path / 'notes.jpg'}: cannot read image \(not an image, or corrupt\)$"):
+        eager.detect(tmp_path / "notes.jpg")
+    with pytest.raises(ValueError, match=r"^no image \(None\): cv2.imread returns None for a file it cannot read"):
+        eager.detect(cv2.imread(str(tmp_path / "notes.jpg")))
+
+
+def test_a_path_gives_the_faces_of_the_read_image(tmp_path, eager, photo):
+    path = tmp_path / "photo.png"
+    cv2.imwrite(str(path), photo)
+    from_path, from_array = eager.detect(str(path)), eager.detect(photo)
+    np.testing.assert_array_equal(from_path.scores, from_array.scores)
+    np.testing.assert_array_equal(from_path.boxes, from_array.boxes)
+
+
+def test_the_module_docstring_example_runs(tmp_path, photo, monkeypatch, capsys):
+    import detector as module
+
+    doc = module.__doc__
+    code = "\n".join(line[4:] for line in doc[:doc.index("\nDefaults")].splitlines()[2:])
+    cv2.imwrite(str(tmp_path / "photo.jpg"), photo)
+    monkeypatch.chdir(tmp_path)
+    exec(compile(code, "detector.py", "exec"), {})
+    faces = FaceDetector.from_weights(nms_threshold=0.4).detect(cv2.imread("photo.jpg"))
+    assert capsys.readouterr().out.count("]]\n") == int((faces.scores >= 0.6).sum()) > 0
+
+
+def test_backend_flags(tmp_path, photo, monkeypatch, capsys):
+    monkeypatch.setenv("TDKD_CACHE", str(tmp_path / "cache"))
+    cv2.imwrite(str(tmp_path / "photo.jpg"), photo)
+    counts = {backend: detect.run(detect.parse_args([str(tmp_path / "photo.jpg"), "-m", STUDENT, "--cpu", "--backend",
+                                                    backend, "--save_folder", str(tmp_path / backend)]))
+              for backend in ("eager", "torch", "onnxruntime")}
+    assert len({tuple(c.values()) for c in counts.values()}) == 1 and list(counts["eager"].values())[0] > 5
+    assert len(list((tmp_path / "cache").glob("*.onnx"))) == 1
+
+    val = tmp_path / "val" / "images" / "0--Synthetic"
+    val.mkdir(parents=True)
+    cv2.imwrite(str(val / "one.jpg"), photo)
+    (tmp_path / "val" / "wider_val.txt").write_text("/0--Synthetic/one.jpg\n")
+    written = {}
+    for backend in ("eager", "onnxruntime"):
+        test_widerface.main(["-m", STUDENT, "--cpu", "--origin_size", "--backend", backend, "--dataset_folder",
+                             f"{tmp_path / 'val' / 'images'}/", "--save_folder", str(tmp_path / f"txt_{backend}")])
+        written[backend] = (tmp_path / f"txt_{backend}" / "0--Synthetic" / "one.txt").read_text().splitlines()
+    assert len(written["eager"]) == len(written["onnxruntime"]) > 50
+    assert "preprocessing" in capsys.readouterr().out
+
+    for flags, error in ((["--backend", "tvm"], "invalid choice: 'tvm'"),):
+        with pytest.raises(SystemExit):
+            detect.parse_args(["x.jpg", *flags])
+        assert error in capsys.readouterr().err
+    assert train.parse_args(["--training_dataset", "x", "--val_backend", "onnxruntime"]).val_backend == "onnxruntime"
+    assert set(BACKENDS) == {"eager", "torch", "onnxruntime", "onnxruntime-int8"}
+
+
+def test_a_model_in_training_gets_an_onnx_session_without_a_file(photo):
+    from backends import OnnxPredictor, build_predictor
+
+    model, cfg = load_detector(STUDENT)
+    predictor = build_predictor("onnxruntime", model, cfg)
+    assert isinstance(predictor, OnnxPredictor)
+    dets, _ = FaceDetector(predictor, cfg)(photo)
+    ref_dets, _ = FaceDetector(model, cfg)(photo)
+    assert len(dets) == len(ref_dets) and match_detections(dets, ref_dets)[0].all()
