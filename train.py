@@ -31,11 +31,10 @@ from detector import FaceDetector
 from layers import MultiBoxLoss, build_distiller, level_shapes, prior_boxes
 from layers.distiller import TERMS, add_statistics, describe_distiller, dominance_warning, warmup_factor
 from models import build_model
-from models.backbone import resolve_backbone_weights
 from models.fusion import frozen_inference_copy
 from models.teacher import calibrate_task_convs, teacher_from_detector
 from test_widerface import read_val_list, write_predictions
-from train_inputs import build_run_config, plan_run
+from train_inputs import build_run_config, plan_run  # noqa: F401 - train.build_run_config for tools and tests
 from utils.checkpoint import load_state, load_training_checkpoint, save_atomic, write_text_atomic
 from utils.cli import HelpFormatter, add_device_argument
 from utils.distributed import all_ranks_agree, cleanup_distributed, init_distributed
@@ -59,7 +58,8 @@ def parse_args(argv=None):
                         "('leaky' for Pytorch_Retinaface's MobileNet0.25)")
     p.add_argument("--recipe", choices=sorted(config.RECIPES),
                    help="schedule (batch, lr, epochs, milestones, size); default: the mode's, config.TRAINING "
-                        "(student and distillation: tdkd; teacher: retinaface, retinaface-resnet50 for resnet50)")
+                        "(student and distillation: tdkd; teacher: retinaface, retinaface-resnet50 for resnet50, "
+                        "from-detector when --resume_net is a detector without task heads)")
     p.add_argument("--teacher_network", choices=sorted(config.NETWORKS),
                    help="network of --teacher_weights; default: its .json, else the network its shapes fit, "
                         f"else {config.DEFAULT_TEACHER}")
@@ -160,8 +160,7 @@ class Trainer:
     def _build_model(self):
         start, task_heads = self.plan.start, self.mode == "teacher"
         if start is None:
-            weights = resolve_backbone_weights(self.net_cfg, self.args.backbone_weights)
-            return build_model(self.net_cfg, task_heads=task_heads, backbone_weights=weights)
+            return build_model(self.net_cfg, task_heads=task_heads, backbone_weights=self.plan.backbone_weights)
         if not self.plan.from_detector:
             return load_state(build_model(self.net_cfg, task_heads=task_heads), start.state, start.path)
         detector = load_state(build_model(self.net_cfg), start.state, start.path)

@@ -47,6 +47,7 @@ class RunPlan:
     start: Weights = None  # the weights the trained network starts from (--resume_net or the default)
     teacher: Weights = None
     from_detector: bool = False  # --mode teacher from a detector without task heads (models/teacher.py)
+    backbone_weights: str = None  # the ImageNet file a run without start weights begins from (None: scratch)
     net_cfg: dict = None  # config.network_config of the trained network
     cfg: dict = None  # the run's settings (build_run_config)
 
@@ -97,8 +98,9 @@ def plan_run(args, world_size=1):
         start.network, start.activation = network, activation
         task_heads = args.mode == "teacher" and start.kind != "student"
         attempt(check_fit, start, task_heads)
-    elif not args.resume:
-        attempt(check_backbone, network, activation, args.backbone_weights)
+    backbone = None
+    if start is None and not args.resume:
+        backbone = attempt(check_backbone, network, activation, args.backbone_weights)
     if args.resume:
         attempt(check_resume, args.resume, args.mode, network)
     attempt(check_training_set, args.training_dataset)
@@ -108,7 +110,7 @@ def plan_run(args, world_size=1):
     if os.path.exists(save_folder) and not os.path.isdir(save_folder):
         problems.append(located(save_folder, "--save_folder is a file, not a folder"))
     from_detector = args.mode == "teacher" and start is not None and start.kind == "student"
-    plan = RunPlan(network, activation, save_folder, start, teacher, from_detector)
+    plan = RunPlan(network, activation, save_folder, start, teacher, from_detector, backbone)
     configured = attempt(build_run_config, args, plan)
     if configured:
         plan.net_cfg, plan.cfg = configured
@@ -164,14 +166,16 @@ def network_cfg(network, activation, path):
 
 
 def check_backbone(network, activation, path):
-    """The ImageNet weights a run from scratch starts from: present, and of this backbone."""
+    """The ImageNet weights a run without start weights begins from (None: from scratch):
+    present, and of this backbone."""
     cfg = config.network_config(network, activation)
     path = resolve_backbone_weights(cfg, path)
     if path is None:
-        return
+        return None
     with torch.device("meta"):
         net = backbone_network(cfg)
     check_keys(net, read_state_dict(path), path)
+    return path
 
 
 def check_resume(path, mode, network):
@@ -205,9 +209,11 @@ def check_training_set(label_path):
     except TDKDError as exc:
         if os.path.isfile(label_path):
             raise
+        synthetic = f"{SYNTHETIC_FOLDER}/train/label.txt"
+        if os.path.normpath(label_path) == os.path.normpath(synthetic):
+            raise TDKDError(f"{exc}; make the synthetic set first: python -m data.synthetic") from None
         raise TDKDError(f"{exc}; WIDER FACE goes there (train/images/ and the RetinaFace label.txt), or use the "
-                        f"synthetic set: python -m data.synthetic, then --training_dataset "
-                        f"{SYNTHETIC_FOLDER}/train/label.txt") from None
+                        f"synthetic set: python -m data.synthetic, then --training_dataset {synthetic}") from None
 
 
 def check_val_set(folder):

@@ -193,7 +193,7 @@ def test_spec_constants():
     assert student["overlap_threshold"] == 0.35 and student["negpos_ratio"] == 7
     assert student["rgb_mean"] == [104, 117, 123]
     assert student["loss_weights"] == dict(loc=2.0, conf=1.0, landm=1.0)
-    kd = config.training_config("distillation", "mobile0.25")
+    kd = config.apply_overrides(config.training_config("distillation", "mobile0.25"), ["distiller=paper"])
     assert kd["distill_negpos_ratio"] == 3 and list(kd["probability_range"]) == [0.1, 0.9]
     active = {name: weight for name, weight in kd["loss_weights"].items() if weight}
     assert active == dict(loc=2.0, conf=1.0, landm=1.0, feature=1.0, probability=50.0)

@@ -47,12 +47,13 @@ def test_a_teacher_built_on_the_student_is_fully_explained_at_its_ssh_output(tin
     teacher.load_state_dict(student.state_dict(), strict=False)  # same SSH; task convs random
     torch.save(teacher.state_dict(), tmp_path / "teacher.pth")
     shares = probe.probe(tmp_path / "student.pth", tmp_path / "teacher.pth", "mobile0.25", tiny_split, 3, 3, 1e-6)
-    # the teacher's SSH output is the student's: the identity map explains it
-    assert all(shares[("ssh", level, "all")] == pytest.approx(0.0, abs=1e-3) for level in range(3))
+    # the teacher's SSH output is the student's: the identity map explains it where there are
+    # more locations than channels (level 3 of 96 px images has 27 for 64 channels)
+    assert all(shares[("ssh", level, "all")] == pytest.approx(0.0, abs=1e-3) for level in range(2))
     # its task features are a random conv + ReLU of it: not linear, part stays unexplained
     assert 0.01 < shares[("tasks", None, "all")] < 1.0
     table = probe.markdown_table(shares)
-    assert "| ssh | all | 0.0 | 0.0 | 0.0 |" in table and "task features (cls + reg, levels pooled)" in table
+    assert "| ssh | all | 0.0 | 0.0 |" in table and "task features (cls + reg, levels pooled)" in table
 
 
 def test_probe_share_is_cached_per_weights_file(tiny_split, tmp_path, monkeypatch):
@@ -89,12 +90,15 @@ def test_gradient_budget_parts_add_up_to_their_terms(tiny_dataset, tmp_path):
     args = grad_budget.parse_args(["--data", str(tiny_dataset.parent.parent), "--batches", "1",
                                    "--student_weights", str(tmp_path / "student.pth"),
                                    "--teacher_weights", _teacher(tmp_path / "teacher.pth", "mobile0.25-wide"),
-                                   "--set", "adapter_init=lstsq", "adapter_init_batches=1"])
+                                   "--set", "adapter_init=lstsq", "adapter_init_batches=1", "feature_scale=absolute"])
     trainer = grad_budget.build_trainer(args, str(tmp_path / "run"))
     trainer._init_adapters()
     budget = grad_budget.gradient_budget(trainer, 1)
     parts = [grad for name, (_, grad) in budget.items() if name.startswith("feature ")]
     assert len(parts) == 6
-    assert torch.allclose(sum(parts), budget["feature"][1], atol=1e-5)
-    assert torch.allclose(budget["feature"][1] + budget["probability"][1], budget["all distillation"][1], atol=1e-5)
+    feature = budget["feature"][1]
+    assert (sum(parts) - feature).norm() < 1e-3 * feature.norm()  # float32 sums through the network
+    assert sum(part.norm() > 0 for part in parts) >= 2
+    total = budget["feature"][1] + budget["probability"][1]
+    assert (total - budget["all distillation"][1]).norm() < 1e-3 * total.norm()
     assert budget["detection"][1].norm() > 0 and budget["feature"][1].norm() > 0

@@ -93,7 +93,7 @@ def test_ablation_reuses_the_quickstart_runs_of_each_seed(tmp_path, recorded_tra
     assert not quickstart.is_finished(ablation.row_command(tmp_path, "cls", 0, student, teacher, folder))
     quickstart.run_training(ablation.row_command(tmp_path, "cls", 0, student, teacher, folder))
     sets = recorded_training[-1][recorded_training[-1].index("--set") + 1:]
-    assert sets[:1] == ["loss_weights.feature=0.1"] and "feature_tasks=cls" in sets
+    assert sets[:1] == config.QUICKSTART["distillation"]["set"] and "feature_tasks=cls" in sets
 
 
 def test_evaluation_is_reused_only_for_the_same_weights_file(tmp_path, capsys):
@@ -125,7 +125,11 @@ def test_ablation_rows_are_distiller_settings():
             config.apply_overrides(cfg, config.QUICKSTART["distillation"]["set"] + overrides)
             active = {k for k, v in cfg["loss_weights"].items() if v} - {"loc", "conf", "landm"}
             assert active, row
-    assert set(rows) == {"control", "tdkd", "cls", "reg", "features", "coupled", "probability", "hinton", "fitnet"}
+    assert set(rows) == {"control", "tdkd", "paper", "paper_f01", "cls", "reg", "features", "coupled", "probability",
+                         "hinton", "fitnet"}
+    paper = config.apply_overrides(config.training_config("distillation", "mobile0.25"),
+                                   config.QUICKSTART["distillation"]["set"] + rows["paper"][1])
+    assert paper["distiller"] == "paper" and paper["loss_weights"]["feature"] == 1.0
 
 
 def test_ablation_runs_with_another_teacher_or_student_have_their_own_folders(tmp_path):
@@ -139,7 +143,9 @@ def test_ablation_table_mean_std_and_differences_by_hand():
     ap = lambda e, m, h: dict(easy=e, medium=m, hard=h)  # noqa: E731
     results = {"control": {0: ap(0.90, 0.80, 0.70), 1: ap(0.92, 0.82, 0.72)},
                "tdkd": {0: ap(0.91, 0.80, 0.75)}}
-    table = ablation.markdown_table(results, [0, 1])
-    assert "| control: same epochs, no teacher | 2 | 91.00 ± 1.00 | 81.00 ± 1.00 | 71.00 ± 1.00 |" in table
-    assert "| full TDKD (task features + probability) | 1 | 91.00 ± 0.00 | 80.00 ± 0.00 | 75.00 ± 0.00 |" in table
-    assert "* full TDKD (task features + probability): seed 0: +1.00 / +0.00 / +5.00" in table
+    tdkd = config.ABLATION["rows"]["tdkd"][0]
+    table = ablation.markdown_table(results, [0, 1], {"tdkd": {0: 0.5, 1: 0.4}}, start_probe=0.55)
+    assert "| control: same epochs, no teacher | 2 | 91.00 ± 1.00 | 81.00 ± 1.00 | 71.00 ± 1.00 |  |" in table
+    assert f"| {tdkd} | 1 | 91.00 ± 0.00 | 80.00 ± 0.00 | 75.00 ± 0.00 | 45.0 ± 5.0 |" in table
+    assert "| starting student | | | | | 55.0 |" in table
+    assert f"* {tdkd}: seed 0: +1.00 / +0.00 / +5.00" in table

@@ -286,3 +286,14 @@ def test_detect_with_one_unreadable_image_names_it_alone(tmp_path, capsys):
     with pytest.raises(SystemExit):
         detect.main([str(bad), "--cpu", "--save_folder", str(tmp_path / "out")])
     assert capsys.readouterr().err.strip() == f"error: {bad}: cannot read image (missing or corrupt)"
+
+
+def test_a_missing_training_set_says_how_to_make_one(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(TDKDError, match=r"^data/synthetic/train/label.txt: label file not found; make the synthetic "
+                                        r"set first: python -m data.synthetic$"):
+        train_inputs.check_training_set("data/synthetic/train/label.txt")
+    with pytest.raises(TDKDError, match=r"^wider/label.txt: label file not found; WIDER FACE goes there .* or use "
+                                        r"the synthetic set: python -m data.synthetic, then --training_dataset "
+                                        r"data/synthetic/train/label.txt$"):
+        train_inputs.check_training_set("wider/label.txt")
