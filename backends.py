@@ -131,26 +131,25 @@ class OnnxPredictor:
 
 
 def calibration_images(folder=None, count=None, seed=None):
-    """``count`` network inputs ``[1, 3, H, W]`` (float32 numpy) for INT8 calibration, resized
-    to ``config.DEPLOYMENT['calibration']['size']`` (the histogram calibrators need one shape):
-    the images of ``folder`` (searched recursively, sorted by name), else the synthetic
-    training images of ``data.synthetic`` (the quickstart's train set, drawn in memory)."""
+    """``count`` network inputs ``[1, 3, H, W]`` (float32 numpy) for INT8 calibration, each at
+    its own size: the images of ``folder`` (searched recursively, sorted by name), else the
+    synthetic training images of ``data.synthetic`` (the quickstart's train set, drawn in memory)."""
     settings = config.DEPLOYMENT["calibration"]
     count = count or settings["images"]
-    mean, size = config.COMMON["rgb_mean"], tuple(settings["size"])
+    mean = config.COMMON["rgb_mean"]
     if folder is None:
         from data.synthetic import render_image
 
         seed = settings["seed"] if seed is None else seed
         for index in range(count):
             image, _ = render_image(seed, "train", index, tuple(settings["synthetic_size"]))
-            yield network_input(cv2.resize(image, size), 1, mean)[None]
+            yield network_input(image, 1, mean)[None]
         return
     for path in calibration_files(folder, count):
         image = cv2.imread(os.fspath(path), cv2.IMREAD_COLOR)
         if image is None:
             raise TDKDError(located(path, "cannot read image (missing or corrupt)"))
-        yield network_input(cv2.resize(image, size), 1, mean)[None]
+        yield network_input(image, 1, mean)[None]
 
 
 def calibration_files(folder, count):
@@ -167,10 +166,10 @@ def quantize_int8(onnx_path, output, images):
     """Static INT8 quantisation of an exported float graph with ONNX Runtime's tools: shape
     inference and graph optimisation (``quant_pre_process``), then ``quantize_static`` in the
     QDQ format with the settings of ``config.DEPLOYMENT['int8']``, activation ranges from
-    ``images`` (network inputs)."""
+    ``images`` (network inputs) by min / max. (The histogram calibrators, percentile and
+    entropy, keep every activation of every image: over 20 GB for 300 images at 640x480.)"""
     import onnx
-    from onnxruntime.quantization import (CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType,
-                                          quantize_static)
+    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
     class Reader(CalibrationDataReader):
@@ -190,7 +189,6 @@ def quantize_int8(onnx_path, output, images):
                         per_channel=settings["per_channel"], reduce_range=settings["reduce_range"],
                         activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
                         op_types_to_quantize=settings["op_types"],
-                        calibrate_method=CalibrationMethod[settings["calibrate_method"]],
                         nodes_to_exclude=_float_nodes(prepared, settings["keep_float"]))
         graph = onnx.load(quantized)
         onnx.helper.set_model_props(graph, {**metadata, "int8": "1"})

@@ -287,8 +287,8 @@ def ap_table(pipelines, val, names, images):
     lines = ["\nAP on the synthetic val set (" + f"{len(names)} images, own size), change against eager in brackets\n",
              "| backend | " + " | ".join(SETTINGS) + " |", "|---|" + "---|" * len(SETTINGS)]
     for name, aps in rows.items():
-        cells = [f"{100 * aps[s]:.2f}" + ("" if eager is None or name == "eager" else f" ({100 * (aps[s] - eager[s]):+.2f})")
-                 for s in SETTINGS]
+        change = eager is not None and name != "eager"
+        cells = [f"{100 * aps[s]:.2f}" + (f" ({100 * (aps[s] - eager[s]):+.2f})" if change else "") for s in SETTINGS]
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 

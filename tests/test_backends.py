@@ -110,9 +110,16 @@ def test_int8_round_trip_on_a_tiny_calibration_set(tmp_path, eager, photo, cache
     nodes = {node.output[0]: node for node in graph.node}
     convs = [node for node in graph.node if node.op_type == "Conv"]
     float_weights = [c.name for c in convs if c.input[1] not in nodes]  # weight not from a DequantizeLinear
-    # config.DEPLOYMENT's keep_float: the stem and the first depthwise conv stay float
-    assert len(convs) > 40 and float_weights == ["/body/stage1/stage1.0/stage1.0.0/Conv",
-                                                 "/body/stage1/stage1.1/stage1.1.0/Conv"]
+    # config.DEPLOYMENT's keep_float: the stem, the first depthwise conv and the 9 heads stay float
+    heads = [f"/{head}.{level}/conv1x1/Conv" for head in ("ClassHead", "BboxHead", "LandmarkHead")
+             for level in range(3)]
+    assert len(convs) == 56 and sorted(float_weights) == sorted(
+        ["/body/stage1/stage1.0/stage1.0.0/Conv", "/body/stage1/stage1.1/stage1.1.0/Conv", *heads])
+    assert {node.op_type for node in graph.node if node.name in ("/Concat", "/Concat_1", "/Concat_2", "/Softmax")} == {
+        "Concat", "Softmax"}
+    assert [o.name for o in graph.output] == list(export_onnx.OUTPUTS)
+    producers = {out: node for node in graph.node for out in node.output}
+    assert all(producers[name].op_type in ("Concat", "Softmax") for name in export_onnx.OUTPUTS)  # float outputs
     assert all(nodes[c.input[1]].op_type == "DequantizeLinear" for c in convs if c.input[1] in nodes)
 
     for detector in (FaceDetector.from_weights(output), FaceDetector.from_weights(output, backend="onnxruntime-int8")):
