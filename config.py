@@ -309,7 +309,7 @@ PROBE = dict(train_images=100, val_images=100, ridge=1e-3)
 # ones (measured in one run, 640x480, one thread, best of 25: whole forward 10.2 ms with both
 # in float, 12.5 ms with only the stem in float; the float graph 17.9 ms); and the heads with
 # the outputs' concatenation and softmax, so that scores and offsets are not rounded to 8 bits
-# (AP change against float on the synthetic val set, shipped synthetic student: -0.23 / -0.58 /
+# (AP change against float on the synthetic val set, shipped synthetic student: -0.22 / -0.58 /
 # -0.31 with them in float, -0.56 / -0.69 / -0.51 without; about 2 ms slower end to end).
 # Per-channel weights: scores closer to float than per-tensor ones (largest difference on the
 # crowd photo 0.08 against 0.15).

@@ -15,6 +15,7 @@ A distillation that moves the teacher's knowledge into the student lowers the sh
 """
 import argparse
 import json
+import math
 import sys
 from pathlib import Path
 
@@ -148,11 +149,15 @@ def cached_task_share(student_path, teacher_path, teacher_network, data, folder)
     return share
 
 
+def _percent(share):
+    return "–" if math.isnan(share) else f"{100 * share:.1f}"  # no such location in the val images
+
+
 def markdown_table(shares):
     lines = ["| teacher target | locations | level 1 | level 2 | level 3 |", "|---|---|---|---|---|"]
     for name in TARGETS:
         for where in LOCATIONS:
-            cells = " | ".join(f"{100 * shares[(name, level, where)]:.1f}" for level in range(3))
+            cells = " | ".join(_percent(shares[(name, level, where)]) for level in range(3))
             lines.append(f"| {name} | {where} | {cells} |")
     pooled = ", ".join(f"{where} {100 * shares[('tasks', None, where)]:.1f} %" for where in LOCATIONS)
     return "\n".join(lines) + f"\n\ntask features (cls + reg, levels pooled): {pooled}"
