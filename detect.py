@@ -3,6 +3,7 @@
     python detect.py photo.jpg                          # shipped distilled student -> detections/photo.jpg
     python detect.py photos/ --recursive --save_json    # every image below photos/, + detections.json
     python detect.py photo.jpg -m weights/mobile0.25_Final.pth --save_folder out/
+    python detect.py photos/ --backend onnxruntime      # faster, same faces (docs/DEPLOYMENT.md)
 
 Defaults are those of the public detect.py (Pytorch_Retinaface, as used by TDKD): keep scores
 > 0.02, top 5000, NMS at IoU 0.4, keep 750, draw and count faces scoring >= 0.6, image at its

@@ -14,7 +14,7 @@ import export_onnx
 import test_widerface
 import train
 from backends import BACKENDS, TorchPredictor, calibration_files, read_metadata
-from data.synthetic import render_image
+from data.synthetic import generate_synthetic_widerface, render_image
 from detector import FaceDetector, load_detector
 from tests.test_widerface_test import public_pipeline
 from utils.box_utils import match_detections
@@ -217,3 +217,20 @@ def test_a_model_in_training_gets_an_onnx_session_without_a_file(photo):
     dets, _ = FaceDetector(predictor, cfg)(photo)
     ref_dets, _ = FaceDetector(model, cfg)(photo)
     assert len(dets) == len(ref_dets) and match_detections(dets, ref_dets)[0].all()
+
+
+def test_validation_during_training_runs_in_onnxruntime(tiny_dataset, tmp_path):
+    from tests.test_train_watch import argv
+    from utils.logger import read_log
+
+    generate_synthetic_widerface(tmp_path / "synthetic", num_train=0, num_val=2, image_size=(128, 160), workers=1)
+    rows, counts = {}, {}
+    for backend in ("eager", "onnxruntime"):
+        folder = tmp_path / backend
+        train.run(train.parse_args(argv(tiny_dataset, folder, "--max_epoch", "1", "--val_dataset",
+                                        str(tmp_path / "synthetic" / "val"), "--val_backend", backend)))
+        rows[backend] = read_log(folder / "val_log.csv")[0]
+        counts[backend] = [int(p.read_text().splitlines()[1]) for p in sorted((folder / "val_predictions").rglob("*.txt"))]
+    assert len(counts["eager"]) == 2 and sum(counts["eager"]) > 0 and counts["eager"] == counts["onnxruntime"]
+    for setting in ("easy", "medium", "hard"):
+        assert rows["onnxruntime"][setting] == pytest.approx(rows["eager"][setting], abs=1e-3)
