@@ -167,14 +167,15 @@ class TaskDecoupledDistiller(nn.Module):
             raise ValueError(f"adapter_init={mode}: choose one of {list(ADAPTER_INITS)}")
         if mode == "random":
             return
-        for adapters, group_statistics in zip(self.adapter_groups(), statistics or [None] * 4):
-            for conv, stats in zip(adapters, group_statistics or [None] * len(adapters)):
-                if mode == "zero":
+        for index, adapters in enumerate(self.adapter_groups()):
+            if mode == "zero":
+                for conv in adapters:
                     conv.weight.zero_()
-                else:
-                    channels = conv.weight.shape[1]
-                    solution = ridge_solve(stats[:, :channels], stats[:, channels:], ridge)
-                    conv.weight.copy_(solution.t().reshape(conv.weight.shape))
+                continue
+            for conv, stats in zip(adapters, statistics[index]):  # the levels the statistics saw
+                channels = conv.weight.shape[1]
+                solution = ridge_solve(stats[:, :channels], stats[:, channels:], ridge)
+                conv.weight.copy_(solution.t().reshape(conv.weight.shape))
 
     @torch.no_grad()
     def adapter_statistics(self, student, teacher, match, shapes):
