@@ -202,11 +202,14 @@ def evaluate_start(out, teacher, student):
             "student": test_and_evaluate(student, data, out / "student_eval", "student")}
 
 
-def arm_command(out, seed, student, teacher, folder, overrides=None):
-    """``train.py``'s arguments of a run from ``student`` on the distillation's schedule in
-    ``folder``: the control (no teacher) when ``overrides`` is None, else distillation from
-    ``teacher`` with ``overrides`` added to config.QUICKSTART['distillation']'s ``--set``."""
-    schedule = {key: config.QUICKSTART["distillation"][key] for key in ("max_epoch", "lr", "milestones")}
+def arm_command(out, seed, student, teacher, folder, overrides=None, schedule_scale=1):
+    """``train.py``'s arguments of a run from ``student`` on the distillation's schedule (its
+    epochs and milestones times ``schedule_scale``) in ``folder``: the control (no teacher) when
+    ``overrides`` is None, else distillation from ``teacher`` with ``overrides`` added to
+    config.QUICKSTART['distillation']'s ``--set``."""
+    recipe = config.QUICKSTART["distillation"]
+    schedule = {"max_epoch": recipe["max_epoch"] * schedule_scale, "lr": recipe["lr"],
+                "milestones": [m * schedule_scale for m in recipe["milestones"]]}
     if overrides is None:
         return training_command("student", out / "data", folder, seed, ["--resume_net", student], schedule)
     schedule["set"] = config.QUICKSTART["distillation"]["set"] + overrides

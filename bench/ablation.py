@@ -2,6 +2,7 @@
 
     python bench/ablation.py [--rows control tdkd cls ...] [--seeds 0 1 2] [--out outputs/quickstart]
     python bench/ablation.py --report      # the table of the finished runs only
+    python bench/ablation.py --rows control tdkd paper --seeds 0 1 --schedule_scale 4   # 4x longer
 
 Every row starts from the same student and distils from one shared teacher (the shipped
 ones unless --student_weights / --teacher_weights), with the quickstart's distillation
@@ -9,7 +10,8 @@ schedule and its own seed. A row is a setting of the distiller:
 ``--set`` overrides in ``config.ABLATION['rows']``; the control trains the same epochs without
 a teacher. Runs and evaluations are kept in --out and reused, so an interrupted study goes on
 where it stopped; with the shipped teacher and student, the quickstart's control and TDKD runs
-of a seed are these rows' runs of that seed.
+of a seed are these rows' runs of that seed. ``--schedule_scale K`` multiplies the schedule's
+epochs and learning-rate milestones by K (runs in ``ablation/xK/``, table ``ablation/xK/table.md``).
 Prints a Markdown table of mean ± std per row, with the number of seeds, and each row minus
 the control per seed. The probe column (bench/probe.py, with config.PROBE; cached in each run's
 folder) is the share of the teacher's task features, at faces on held-out val images, that a
@@ -45,19 +47,25 @@ def parse_args(argv=None):
     p.add_argument("--student_weights", help="default: the shipped config.QUICKSTART['student_weights']")
     p.add_argument("--report", action="store_true", help="train nothing: the table of the runs finished with the current settings, "
                    "teacher and student")
+    p.add_argument("--schedule_scale", type=int, default=1, help="epochs and milestones times this")
     p.add_argument("--no_probe", action="store_true", help="leave the probe column empty (it takes ~1 min per new run)")
     return p.parse_args(argv)
 
 
-def run_folder(out, row, seed, shipped_teacher, shipped_student):
-    if row in QUICKSTART_RUNS and shipped_student and (row == "control" or shipped_teacher):
+def study_folder(out, schedule_scale):
+    return out / "ablation" / (f"x{schedule_scale}" if schedule_scale != 1 else "")
+
+
+def run_folder(out, row, seed, shipped_teacher, shipped_student, schedule_scale=1):
+    quickstart_run = schedule_scale == 1 and shipped_student and (row == "control" or shipped_teacher)
+    if row in QUICKSTART_RUNS and quickstart_run:
         return out / f"seed{seed}" / QUICKSTART_RUNS[row]
-    return out / "ablation" / row / f"seed{seed}"
+    return study_folder(out, schedule_scale) / row / f"seed{seed}"
 
 
-def row_command(out, row, seed, student, teacher, folder):
+def row_command(out, row, seed, student, teacher, folder, schedule_scale=1):
     """``train.py``'s arguments of one row's run for ``seed`` in ``folder``."""
-    return arm_command(out, seed, student, teacher, folder, ROWS[row][1])
+    return arm_command(out, seed, student, teacher, folder, ROWS[row][1], schedule_scale)
 
 
 def markdown_table(results, seeds, probes=None, start_probe=None):
@@ -97,8 +105,9 @@ def main(argv=None):
     network = config.QUICKSTART["teacher_network"]
     for row in args.rows:
         for seed in args.seeds:
-            folder = run_folder(out, row, seed, args.teacher_weights is None, args.student_weights is None)
-            command = row_command(out, row, seed, student, teacher, folder)
+            folder = run_folder(out, row, seed, args.teacher_weights is None, args.student_weights is None,
+                                args.schedule_scale)
+            command = row_command(out, row, seed, student, teacher, folder, args.schedule_scale)
             if args.report and not is_finished(command):
                 continue
             if not args.report:
@@ -110,8 +119,9 @@ def main(argv=None):
     start_probe = None if args.no_probe else cached_task_share(student, teacher, network, out / "data",
                                                                out / "student_eval")
     table = markdown_table(results, args.seeds, probes, start_probe)
-    (out / "ablation").mkdir(parents=True, exist_ok=True)
-    (out / "ablation" / "table.md").write_text(table + "\n")
+    study = study_folder(out, args.schedule_scale)
+    study.mkdir(parents=True, exist_ok=True)
+    (study / "table.md").write_text(table + "\n")
     print(f"\nsynthetic val, AP in %, student {student}, teacher {teacher}:\n\n{table}")
 
 

@@ -126,6 +126,7 @@ def test_ablation_rows_are_distiller_settings():
             active = {k for k, v in cfg["loss_weights"].items() if v} - {"loc", "conf", "landm"}
             assert active, row
     assert set(rows) == {"control", "tdkd", "paper", "paper_f01", "cls", "reg", "features", "coupled", "probability",
+                         "probability_uncertain", "random_adapters", "per_level", "uncertain", "no_warmup",
                          "hinton", "fitnet"}
     paper = config.apply_overrides(config.training_config("distillation", "mobile0.25"),
                                    config.QUICKSTART["distillation"]["set"] + rows["paper"][1])
@@ -149,3 +150,15 @@ def test_ablation_table_mean_std_and_differences_by_hand():
     assert f"| {tdkd} | 1 | 91.00 ± 0.00 | 80.00 ± 0.00 | 75.00 ± 0.00 | 45.0 ± 5.0 |" in table
     assert "| starting student | | | | | 55.0 |" in table
     assert f"* {tdkd}: seed 0: +1.00 / +0.00 / +5.00" in table
+
+
+def test_a_longer_schedule_has_its_own_runs_with_epochs_and_milestones_scaled(tmp_path):
+    student, teacher = tmp_path / "student.pth", tmp_path / "teacher.pth"
+    folder = ablation.run_folder(tmp_path, "control", 1, True, True, schedule_scale=4)
+    assert folder == tmp_path / "ablation" / "x4" / "control" / "seed1"
+    command = [str(a) for a in ablation.row_command(tmp_path, "tdkd", 1, student, teacher, folder, 4)]
+    recipe = config.QUICKSTART["distillation"]
+    assert command[command.index("--max_epoch") + 1] == str(4 * recipe["max_epoch"])
+    milestones = command[command.index("--milestones") + 1:command.index("--milestones") + 1 + len(recipe["milestones"])]
+    assert milestones == [str(4 * m) for m in recipe["milestones"]]
+    assert command[command.index("--lr") + 1] == str(recipe["lr"])
