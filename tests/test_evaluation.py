@@ -369,6 +369,58 @@ def test_random_sets_equal_the_oracle(tmp_path, seed):
     assert_same_as_oracle(evaluation.evaluate(pred_dir, gt_dir), pred_dir, gt_dir)
 
 
+def test_voc_ap_equals_the_public_loop_with_nan_precisions():
+    rng = np.random.default_rng(0)
+    for _ in range(50):
+        recall = np.sort(rng.random(40))
+        precision = rng.random(40)
+        precision[rng.random(40) < 0.3] = np.nan
+        expected = ref_voc_ap(recall, precision.copy())
+        assert evaluation.voc_ap(recall, precision) == pytest.approx(expected, abs=0, nan_ok=True)
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_counts_per_image_sum_to_the_whole_set_and_weights_duplicate_images(tmp_path, seed):
+    """Every image once gives ``evaluate``'s APs exactly; an image weighted 2 gives the APs of a
+    set that holds it twice (the bootstrap's resample); weight 0 drops it."""
+    pred_dir, gt_dir = random_dataset(np.random.default_rng(seed), tmp_path)
+    ground_truth = evaluation.load_ground_truth(gt_dir)
+    predictions = evaluation.read_predictions(pred_dir)
+    counts = evaluation.counts_per_image(predictions, ground_truth)
+    assert evaluation.ap_from_counts(counts) == evaluation.evaluate_predictions(predictions, ground_truth).aps
+
+    weights = np.array([2, 0] + [1] * (len(ground_truth.names) - 2))
+    picked = np.repeat(np.arange(len(weights)), weights)
+    resampled = evaluation.GroundTruth([ground_truth.events[i] for i in picked], [ground_truth.names[i] for i in picked],
+                                       [ground_truth.boxes[i] for i in picked],
+                                       {s: [ground_truth.keep[s][i] for i in picked] for s in SETTINGS})
+    expected = evaluation.evaluate_predictions(predictions, resampled).aps
+    got = evaluation.ap_from_counts(counts, weights)
+    for setting in SETTINGS:
+        assert got[setting] == pytest.approx(expected[setting], abs=1e-12, nan_ok=True)
+
+
+def test_bootstrap_of_a_run_against_itself_is_zero_and_against_a_better_run_positive(tmp_path):
+    sys.path.insert(0, str(REPO))
+    from bench import ap_bootstrap
+
+    pred_dir, gt_dir = random_dataset(np.random.default_rng(5), tmp_path)
+    ground_truth = evaluation.load_ground_truth(gt_dir)
+    counts = evaluation.counts_per_image(evaluation.read_predictions(pred_dir), ground_truth)
+    # the better run: the ground-truth faces themselves, scores spread over (0.5, 1]
+    better = tmp_path / "perfect"
+    for event, name, faces in zip(ground_truth.events, ground_truth.names, ground_truth.boxes):
+        scores = 1 - 0.5 * np.random.default_rng(len(faces)).random((len(faces), 1))
+        write_prediction(better / event / f"{name}.txt", name, np.concatenate([faces, scores], 1))
+    perfect = evaluation.counts_per_image(evaluation.read_predictions(better), ground_truth)
+    observed, resampled = ap_bootstrap.bootstrap_differences([counts, counts], [counts, perfect], 20, 0)
+    for setting in SETTINGS:
+        assert observed[setting][0] == 0 and np.all(resampled[setting][:, 0] == 0)
+        assert observed[setting][1] > 0 and resampled[setting].shape == (20, 2)
+    table = ap_bootstrap.report(observed, resampled, ["same", "perfect"])
+    assert "| same | easy | +0.00 | +0.00 to +0.00 | 0 % |" in table and "| mean | hard |" in table
+
+
 @pytest.mark.parametrize("score_values", [np.array([2.0, 3.0, 3.0, 4.5]), np.array([-3.0, -2.5, -1.0])])
 def test_scores_outside_zero_one_use_the_seeded_range(tmp_path, score_values):
     """All scores above 1 (or below 0): the public range keeps its seed 1 (or 0) as an end."""

@@ -233,35 +233,95 @@ def evaluate(pred_dir, gt_dir, iou_thresh=0.5):
 
 def evaluate_predictions(predictions, ground_truth, iou_thresh=0.5):
     """``evaluate`` on predictions already read (``read_predictions``) and ground truth loaded."""
+    matches = _match_predictions(predictions, ground_truth, iou_thresh)
+    aps, curves = {}, {}
+    for setting in SETTINGS:
+        proposing, recalling = _counted_predictions(matches, setting)
+        proposed = _count_per_threshold(matches.entry[proposing])
+        recalled = _count_per_threshold(matches.entry[recalling])
+        curves[setting] = _curve(recalled, proposed, sum(len(indices) for indices in ground_truth.keep[setting]))
+        aps[setting] = float(voc_ap(curves[setting].recall, curves[setting].precision))
+    return EvaluationResult(aps, curves, matches.missing)
+
+
+def counts_per_image(predictions, ground_truth, iou_thresh=0.5):
+    """Each val image's part of the PR curves: per setting, ``(proposed, recalled, faces)`` with
+    ``proposed`` and ``recalled`` (images, thresholds) counts at each threshold and ``faces``
+    (images,) the faces the setting counts. Summed over the images (``ap_from_counts``, any
+    weights) they give ``evaluate_predictions``'s curves: what a bootstrap over images resamples.
+    Scores keep the normalisation of the whole set."""
+    matches = _match_predictions(predictions, ground_truth, iou_thresh)
+    image_of = np.repeat(np.array([index for index, _ in matches.evaluated], dtype=np.int64), matches.pred_counts)
+    counts = {}
+    for setting in SETTINGS:
+        per_image = []
+        for chosen in _counted_predictions(matches, setting):
+            table = np.zeros((len(ground_truth.names), THRESH_NUM + 1), dtype=np.int64)
+            np.add.at(table, (image_of[chosen], matches.entry[chosen]), 1)
+            per_image.append(np.cumsum(table[:, :THRESH_NUM], axis=1))
+        faces = np.array([len(indices) for indices in ground_truth.keep[setting]], dtype=np.int64)
+        counts[setting] = (per_image[0], per_image[1], faces)
+    return counts
+
+
+def ap_from_counts(counts, weights=None):
+    """AP per setting of ``counts_per_image``'s counts with each image taken ``weights[i]``
+    times (default once each: the AP of the whole set)."""
+    aps = {}
+    for setting, (proposed, recalled, faces) in counts.items():
+        w = np.ones(len(faces), dtype=np.int64) if weights is None else np.asarray(weights)
+        curve = _curve(w @ recalled, w @ proposed, w @ faces)
+        aps[setting] = float(voc_ap(curve.recall, curve.precision))
+    return aps
+
+
+@dataclass
+class _Matches:
+    evaluated: list
+    missing: list
+    pred_counts: np.ndarray
+    entry: np.ndarray
+    matched: np.ndarray
+    first_match: np.ndarray
+    best_face: np.ndarray
+    face_starts: np.ndarray
+    face_total: int
+    keep: dict
+
+
+def _match_predictions(predictions, ground_truth, iou_thresh):
+    """Every prediction's best face, whether it matches, whether it is that face's first match,
+    and the first threshold from which its image counts it."""
     min_score, score_span = _score_range(predictions)
     evaluated, missing = _pair_images(predictions, ground_truth)
     preds = _stack([boxes for _, boxes in evaluated], np.zeros((0, 5)))
     faces = _stack([ground_truth.boxes[index] for index, _ in evaluated], np.zeros((0, 4)))
     pred_counts = np.array([len(boxes) for _, boxes in evaluated], dtype=np.int64)
     face_counts = np.array([len(ground_truth.boxes[index]) for index, _ in evaluated], dtype=np.int64)
-    face_starts = np.cumsum(face_counts) - face_counts
 
     with np.errstate(divide="ignore", invalid="ignore"):
         scores = (preds[:, 4] - min_score) / score_span
     best_face, best_overlap = _best_faces(preds[:, :4], faces, pred_counts, face_counts)
     matched = best_overlap >= iou_thresh
-    first_match = _first_matches(best_face, matched)
-    entry = _first_threshold_counted(scores, pred_counts)
+    return _Matches(evaluated, missing, pred_counts, _first_threshold_counted(scores, pred_counts), matched,
+                    _first_matches(best_face, matched), best_face, np.cumsum(face_counts) - face_counts,
+                    len(faces), ground_truth.keep)
 
-    aps, curves = {}, {}
-    for setting in SETTINGS:
-        keep = ground_truth.keep[setting]
-        kept_faces = np.zeros(len(faces), dtype=bool)
-        kept_faces[_stack([keep[index] + start for (index, _), start in zip(evaluated, face_starts)],
-                          np.zeros(0, dtype=np.int64))] = True
-        kept = kept_faces[best_face]
-        proposed = _count_per_threshold(entry[~(matched & ~kept)])  # a match to an ignored face is no proposal
-        recalled = _count_per_threshold(entry[first_match & kept])  # a counted face's first match recalls it
-        with np.errstate(divide="ignore", invalid="ignore"):
-            curves[setting] = PRCurve(precision=recalled / proposed,
-                                      recall=recalled / sum(len(indices) for indices in keep))
-        aps[setting] = float(voc_ap(curves[setting].recall, curves[setting].precision))
-    return EvaluationResult(aps, curves, missing)
+
+def _counted_predictions(matches, setting):
+    """Masks of the predictions that count as proposals and as recalls in ``setting``."""
+    keep = matches.keep[setting]
+    kept_faces = np.zeros(matches.face_total, dtype=bool)
+    kept_faces[_stack([keep[index] + start for (index, _), start in zip(matches.evaluated, matches.face_starts)],
+                      np.zeros(0, dtype=np.int64))] = True
+    kept = kept_faces[matches.best_face]
+    # a match to an ignored face is no proposal; a counted face's first match recalls it
+    return ~(matches.matched & ~kept), matches.first_match & kept
+
+
+def _curve(recalled, proposed, faces):
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return PRCurve(precision=recalled / proposed, recall=recalled / faces)
 
 
 def _pair_images(predictions, ground_truth):
@@ -349,11 +409,11 @@ def _count_per_threshold(entry):
 
 
 def voc_ap(rec, prec):
-    """VOC all-points AP, the public code verbatim (so nan precisions behave the same)."""
+    """VOC all-points AP, the public code's arithmetic (so nan precisions behave the same): its
+    right-to-left loop ``mpre[i - 1] = max(mpre[i - 1], mpre[i])`` is a reversed running maximum,
+    and ``np.maximum`` propagates nan either way round."""
     mrec = np.concatenate(([0.], rec, [1.]))
-    mpre = np.concatenate(([0.], prec, [0.]))
-    for i in range(mpre.size - 1, 0, -1):
-        mpre[i - 1] = np.maximum(mpre[i - 1], mpre[i])
+    mpre = np.maximum.accumulate(np.concatenate(([0.], prec, [0.]))[::-1])[::-1]
     i = np.where(mrec[1:] != mrec[:-1])[0]
     return np.sum((mrec[i + 1] - mrec[i]) * mpre[i + 1])
 

@@ -1,0 +1,83 @@
+"""How much of an AP difference is the val set's luck: a paired bootstrap over val images.
+
+    python bench/ap_bootstrap.py --gt outputs/quickstart/data/val/ground_truth \\
+        --base outputs/quickstart/seed0/student_more/predictions outputs/quickstart/seed1/student_more/predictions \\
+        --other outputs/quickstart/seed0/tdkd/predictions outputs/quickstart/seed1/tdkd/predictions
+
+``--base`` and ``--other`` are prediction folders (``test_widerface.py``'s output) paired by
+position, e.g. the control and a distilled student of the same training seed. Every resample
+draws the val images with replacement, the same draw for every pair, and recomputes each AP
+(``evaluation.counts_per_image``: the exact curves of the whole set when every image is drawn
+once). Printed per pair and for the mean over the pairs: the observed difference (other minus
+base, AP in %), the 5th and 95th percentiles of the resampled differences and the share of
+resamples in which ``other`` is ahead. This measures the spread due to which images are in the
+val set, not the spread between training seeds (``bench/ablation.py`` shows that one).
+"""
+import argparse
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import numpy as np  # noqa: E402
+
+from utils.cli import HelpFormatter  # noqa: E402
+from utils.errors import exit_on_error  # noqa: E402
+from widerface_evaluate.evaluation import SETTINGS, ap_from_counts, counts_per_image, load_ground_truth, read_predictions  # noqa: E402,E501
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=HelpFormatter)
+    p.add_argument("--gt", required=True, help="folder of the wider_*_val.mat files")
+    p.add_argument("--base", nargs="+", required=True, help="prediction folders of the reference runs")
+    p.add_argument("--other", nargs="+", required=True, help="prediction folders compared with them, same order")
+    p.add_argument("--resamples", type=int, default=1000)
+    p.add_argument("--seed", type=int, default=0, help="seed of the resampling")
+    args = p.parse_args(argv)
+    if len(args.base) != len(args.other):
+        p.error(f"--base has {len(args.base)} folders, --other {len(args.other)}: they are paired")
+    return args
+
+
+def bootstrap_differences(base_counts, other_counts, resamples, seed):
+    """(observed, resampled) AP differences other minus base in %: ``observed[setting]`` (pairs,)
+    and ``resampled[setting]`` (resamples, pairs); one image draw per resample for every pair."""
+    images = len(next(iter(base_counts[0].values()))[2])
+    rng = np.random.default_rng(seed)
+
+    def differences(weights):
+        return {s: np.array([100 * (ap_from_counts(o, weights)[s] - ap_from_counts(b, weights)[s])
+                             for b, o in zip(base_counts, other_counts)]) for s in SETTINGS}
+
+    observed = differences(None)
+    draws = [differences(np.bincount(rng.integers(0, images, images), minlength=images)) for _ in range(resamples)]
+    return observed, {s: np.stack([d[s] for d in draws]) for s in SETTINGS}
+
+
+def report(observed, resampled, names):
+    lines = ["| pair | subset | other minus base | 5th - 95th percentile | other ahead |", "|---|---|---|---|---|"]
+    columns = [(name, i) for i, name in enumerate(names)] + ([("mean", None)] if len(names) > 1 else [])
+    for name, i in columns:
+        for s in SETTINGS:
+            obs = observed[s].mean() if i is None else observed[s][i]
+            draws = resampled[s].mean(axis=1) if i is None else resampled[s][:, i]
+            low, high = np.percentile(draws, [5, 95])
+            lines.append(f"| {name} | {s} | {obs:+.2f} | {low:+.2f} to {high:+.2f} | {100 * np.mean(draws > 0):.0f} % |")
+    return "\n".join(lines)
+
+
+@exit_on_error
+def main(argv=None):
+    args = parse_args(argv)
+    ground_truth = load_ground_truth(args.gt)
+    base = [counts_per_image(read_predictions(folder), ground_truth) for folder in args.base]
+    other = [counts_per_image(read_predictions(folder), ground_truth) for folder in args.other]
+    observed, resampled = bootstrap_differences(base, other, args.resamples, args.seed)
+    names = [f"{Path(b).parent.name} vs {Path(o).parent.name}" if len(args.base) == 1 else f"pair {i + 1}"
+             for i, (b, o) in enumerate(zip(args.base, args.other))]
+    print(f"{args.resamples} paired resamples of the {len(ground_truth.names)} val images, AP in %:\n")
+    print(report(observed, resampled, names))
+
+
+if __name__ == "__main__":
+    main()
