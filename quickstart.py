@@ -139,21 +139,23 @@ def sha256(path):
 
 
 def test_and_evaluate(weights, data, folder, label):
-    """AP per setting of ``weights`` on the val set (PR curves in ``folder``); the result of
-    the same weights file is reused from ``folder/aps.json``."""
-    cache, digest = folder / "aps.json", sha256(weights)
-    if cache.exists() and json.loads(cache.read_text()).get("sha256") == digest:
+    """AP per setting of ``weights`` on the val set (PR curves in ``folder``), tested with the
+    backend ``config.QUICKSTART['eval_backend']``; the result of the same weights file and
+    backend is reused from ``folder/aps.json``."""
+    backend = config.QUICKSTART["eval_backend"]
+    cache, record = folder / "aps.json", dict(sha256=sha256(weights), backend=backend)
+    if cache.exists() and {k: json.loads(cache.read_text()).get(k) for k in record} == record:
         aps = json.loads(cache.read_text())["aps"]
         print(f"{label}: " + ", ".join(f"{k} {100 * v:.2f}" for k, v in aps.items()) + " (reused)", flush=True)
         return aps
     pred = folder / "predictions"
-    run_command(["test_widerface.py", "-m", weights, "--cpu", "--origin_size",
+    run_command(["test_widerface.py", "-m", weights, "--cpu", "--origin_size", "--backend", backend,
                  "--dataset_folder", f"{data / 'val' / 'images'}/", "--save_folder", f"{pred}/"],
                 Path(f"{folder}.test.log"))
     result = evaluate(str(pred), str(data / "val" / "ground_truth"))
     save_pr_curves(result, folder / "pr_curves.png")
     print(f"{label}: " + ", ".join(f"{k} {100 * v:.2f}" for k, v in result.aps.items()), flush=True)
-    write_text_atomic(json.dumps(dict(weights=str(weights), sha256=digest, aps=result.aps), indent=2) + "\n", cache)
+    write_text_atomic(json.dumps(dict(weights=str(weights), **record, aps=result.aps), indent=2) + "\n", cache)
     return result.aps
 
 

@@ -102,7 +102,11 @@ def test_evaluation_is_reused_only_for_the_same_weights_file(tmp_path, capsys):
     folder = tmp_path / "run"
     folder.mkdir()
     aps = dict(easy=0.5, medium=0.25, hard=0.125)
-    (folder / "aps.json").write_text(json.dumps(dict(sha256=quickstart.sha256(weights), aps=aps)))
+    backend = config.QUICKSTART["eval_backend"]
+    (folder / "aps.json").write_text(json.dumps(dict(sha256=quickstart.sha256(weights), backend="eager", aps=aps)))
+    with pytest.raises(SystemExit):  # tested with another backend: tested again (and fails here: no model)
+        quickstart.test_and_evaluate(weights, tmp_path, folder, "row")
+    (folder / "aps.json").write_text(json.dumps(dict(sha256=quickstart.sha256(weights), backend=backend, aps=aps)))
     assert quickstart.test_and_evaluate(weights, tmp_path, folder, "row") == aps
     assert "row: easy 50.00, medium 25.00, hard 12.50 (reused)" in capsys.readouterr().out
     weights.write_bytes(b"other weights")  # a changed file is tested again (and fails here: no model)
