@@ -337,6 +337,28 @@ def test_hand_worked_aps(hand_set):
     assert_same_as_oracle(result, *hand_set)
 
 
+def test_false_positives_by_kind_on_the_hand_set(hand_set):
+    """Easy ranking: A's F1 1.0 (recall), B's background 0.8, A's background 0.6, B's G1 0.6
+    (recall), B's G1 again 0.4 (duplicate), B's H1 0.0 (recall); A's F2 is an ignored face."""
+    sys.path.insert(0, str(REPO))
+    from bench.false_positives import false_positives_at
+
+    pred_dir, gt_dir = hand_set
+    ground_truth = evaluation.load_ground_truth(gt_dir)
+    outcomes = evaluation.ranked_outcomes(evaluation.read_predictions(pred_dir), ground_truth, "easy")
+    scores, recalls, overlaps, sizes = outcomes
+    assert scores.tolist() == [1.0, 0.8, 0.6, 0.6, 0.4, 0.0]
+    assert recalls.tolist() == [True, False, False, True, False, True]
+    assert overlaps[[1, 2]].tolist() == [0, 0] and overlaps[4] == pytest.approx(420 / 462)  # +1 pixels: 20 x 21 shared of 21 x 21 each
+    assert sizes[[0, 3]].tolist() == [10, 20]
+    assert false_positives_at(outcomes, 3, 1 / 3) == dict(score=1.0, false=0, mislocalised=0, background=0,
+                                                          duplicate=0, near_size=pytest.approx(np.nan, nan_ok=True))
+    at_two_thirds = false_positives_at(outcomes, 3, 2 / 3)
+    assert (at_two_thirds["score"], at_two_thirds["false"], at_two_thirds["background"]) == (0.6, 2, 2)
+    at_all = false_positives_at(outcomes, 3, 1.0)
+    assert (at_all["score"], at_all["false"], at_all["background"], at_all["duplicate"]) == (0.0, 3, 2, 1)
+
+
 @pytest.mark.parametrize("cwd, script", [(REPO, "widerface_evaluate/evaluation.py"),
                                          (EVALUATOR_DIR, "evaluation.py")])
 def test_command_line_prints_the_public_lines(hand_set, tmp_path, cwd, script):

@@ -275,6 +275,20 @@ def ap_from_counts(counts, weights=None):
     return aps
 
 
+def ranked_outcomes(predictions, ground_truth, setting, iou_thresh=0.5):
+    """Every prediction that counts as a proposal in ``setting``, best score first, as
+    ``(score, recall, best_iou, face_size)`` arrays: its normalised score, whether it recalls a
+    counted face (else it is a false positive), its IoU with its image's best face and that
+    face's size (square root of its area in pixels). As in ``evaluate``, images without faces
+    are left out. Read along the ranking, these are the PR curve's steps."""
+    matches = _match_predictions(predictions, ground_truth, iou_thresh)
+    proposing, recalling = _counted_predictions(matches, setting)
+    order = np.argsort(-matches.scores[proposing], kind="stable")
+    faces = matches.faces[matches.best_face[proposing]]
+    return (matches.scores[proposing][order], recalling[proposing][order], matches.best_overlap[proposing][order],
+            np.sqrt(faces[:, 2] * faces[:, 3])[order])
+
+
 @dataclass
 class _Matches:
     evaluated: list
@@ -287,6 +301,9 @@ class _Matches:
     face_starts: np.ndarray
     face_total: int
     keep: dict
+    scores: np.ndarray
+    best_overlap: np.ndarray
+    faces: np.ndarray
 
 
 def _match_predictions(predictions, ground_truth, iou_thresh):
@@ -305,7 +322,7 @@ def _match_predictions(predictions, ground_truth, iou_thresh):
     matched = best_overlap >= iou_thresh
     return _Matches(evaluated, missing, pred_counts, _first_threshold_counted(scores, pred_counts), matched,
                     _first_matches(best_face, matched), best_face, np.cumsum(face_counts) - face_counts,
-                    len(faces), ground_truth.keep)
+                    len(faces), ground_truth.keep, scores, best_overlap, faces)
 
 
 def _counted_predictions(matches, setting):
