@@ -23,7 +23,9 @@ written to --data once); then AP (easy / medium / hard) of each backend on that 
 (the shipped synthetic student), at the images' own size as the quickstart evaluates it.
 
 --widerface N: images/s of test_widerface.py's loop (read, test scale, detect, format) over the
-first N synthetic val images, each backend and the public pipeline interleaved image by image.
+first N synthetic val images, each backend and the public pipeline interleaved image by image;
+with --origin_size at each image's own size, as the quickstart tests. Every val image has its
+own size, which costs eager PyTorch on a CPU: it prepares its oneDNN convolutions anew for each.
 """
 import argparse
 import os
@@ -73,6 +75,8 @@ def parse_args(argv=None):
     p.add_argument("--accuracy_weights", default=config.repo_path(config.QUICKSTART["student_weights"]),
                    help="weights of the AP table (default: the shipped synthetic student)")
     p.add_argument("--widerface", type=int, default=0, metavar="N", help="also test_widerface.py's loop on N images")
+    p.add_argument("--origin_size", action="store_true",
+                   help="--widerface at each image's own size (the quickstart's evaluation), not the test scale")
     p.add_argument("--data", default="outputs/infer_speed/data", help="where the synthetic val set is written")
     p.add_argument("--val_images", type=int, default=config.QUICKSTART["data"]["num_val"], help="synthetic val images")
     args = p.parse_args(argv)
@@ -297,19 +301,20 @@ def ap_table(pipelines, val, names, images):
     return "\n".join(lines)
 
 
-def widerface_loop(pipelines, val, names, clock):
+def widerface_loop(pipelines, val, names, clock, origin_size=False):
     """images/s of test_widerface.py's loop per pipeline, interleaved image by image."""
     seconds = {name: 0.0 for name in pipelines}
     for relative in names:
         for name, pipeline in pipelines.items():
             start = clock()
             image = cv2.imread(str(val / "images" / relative.lstrip("/")), cv2.IMREAD_COLOR)
-            dets, _ = pipeline(image, scale_for_test(*image.shape[:2]))
+            dets, _ = pipeline(image, scale_for_test(*image.shape[:2], origin_size=origin_size))
             format_widerface(relative, dets)
             seconds[name] += clock() - start
     base = len(names) / seconds[PUBLIC]
     eager = len(names) / seconds["eager"] if "eager" in seconds else None
-    lines = [f"\ntest_widerface.py's loop at the test scale, {len(names)} synthetic val images\n",
+    scale = "each image's own size" if origin_size else "the test scale"
+    lines = [f"\ntest_widerface.py's loop at {scale}, {len(names)} synthetic val images\n",
              "| pipeline | images/s | x public | x eager |", "|---|---|---|---|"]
     for name, total in seconds.items():
         rate = len(names) / total
@@ -352,7 +357,7 @@ def main(argv=None):
         print(ap_table(student, val, names, images), flush=True)
     if args.widerface:
         pipelines = build_pipelines(args, args.weights, device)
-        print(widerface_loop(pipelines, val, names[:args.widerface], clock))
+        print(widerface_loop(pipelines, val, names[:args.widerface], clock, args.origin_size))
     print(f"\nload average at the end: {os.getloadavg()[0]:.2f}")
 
 
