@@ -62,8 +62,9 @@ def describe_distiller(cfg):
     terms = ", ".join(f"{term} {weights[term]:g}" for term in TERMS if weights.get(term, 0))
     init = cfg["adapter_init"] + (f" ({cfg['adapter_init_batches']} batches, ridge {cfg['adapter_ridge']:g})"
                                   if cfg["adapter_init"] == "lstsq" else "")
+    probability = f"probability / {cfg['probability_normalize']}; " if weights.get("probability", 0) else ""
     return (f"distiller {cfg['distiller']}: {terms}; features {cfg['feature_scale']}, {cfg['feature_normalize']}, "
-            f"tasks {'+'.join(cfg['feature_tasks'])}, adapters {init}; probability / {cfg['probability_normalize']}; "
+            f"tasks {'+'.join(cfg['feature_tasks'])}, adapters {init}; {probability}"
             f"warm-up {cfg['distill_warmup']} iterations")
 
 

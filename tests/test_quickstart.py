@@ -129,9 +129,9 @@ def test_ablation_rows_are_distiller_settings():
             config.apply_overrides(cfg, config.QUICKSTART["distillation"]["set"] + overrides)
             active = {k for k, v in cfg["loss_weights"].items() if v} - {"loc", "conf", "landm"}
             assert active, row
-    assert set(rows) == {"control", "tdkd", "paper", "paper_f01", "cls", "reg", "features", "coupled", "probability",
-                         "probability_uncertain", "random_adapters", "per_level", "uncertain", "no_warmup",
-                         "hinton", "fitnet"}
+    assert set(rows) == {"control", "tdkd", "probability_3", "relative", "paper", "paper_f01", "coupled", "probability",
+                         "probability_uncertain", "cls", "reg", "random_adapters", "per_level", "no_warmup", "hinton",
+                         "fitnet"}
     paper = config.apply_overrides(config.training_config("distillation", "mobile0.25"),
                                    config.QUICKSTART["distillation"]["set"] + rows["paper"][1])
     assert paper["distiller"] == "paper" and paper["loss_weights"]["feature"] == 1.0
