@@ -7,7 +7,7 @@ run's recall reaches that level, split by their IoU with their image's best face
 * duplicate: IoU >= 0.5 with a counted face another prediction recalled first.
 
     python bench/false_positives.py --gt outputs/quickstart/data/val/ground_truth \\
-        outputs/quickstart/seed1/student_more/predictions outputs/quickstart/seed1/tdkd/predictions
+        --predictions outputs/quickstart/seed1/student_more/predictions outputs/quickstart/seed1/tdkd/predictions
 
 A prediction matched to a face the setting does not count is no proposal and is not listed
 (``widerface_evaluate/evaluation.py``). The last column is the median size (square root of the
@@ -28,7 +28,7 @@ from widerface_evaluate.evaluation import SETTINGS, load_ground_truth, ranked_ou
 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=HelpFormatter)
-    p.add_argument("predictions", nargs="+", help="prediction folders (test_widerface.py's output)")
+    p.add_argument("--predictions", nargs="+", required=True, help="prediction folders (test_widerface.py's output)")
     p.add_argument("--gt", required=True, help="folder of the wider_*_val.mat files")
     p.add_argument("--setting", choices=SETTINGS, default="easy")
     p.add_argument("--recall", type=float, nargs="+", default=[0.5, 0.8, 0.9], help="recall levels")
