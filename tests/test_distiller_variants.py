@@ -84,10 +84,12 @@ def test_feature_tasks_select_the_adapters_and_their_term():
 
 def test_build_distiller_computes_only_the_weighted_terms():
     default = build_distiller(_cfg(), 8, 16)
-    assert default.terms == ("feature", "probability") and len(list(default.parameters())) == 6
+    assert default.terms == ("feature",) and len(list(default.parameters())) == 6  # probability weight 0
+    tdkd = build_distiller(_cfg(probability=3.0), 8, 16)
+    assert tdkd.terms == ("feature", "probability") and len(list(tdkd.parameters())) == 6
     hinton = build_distiller(_cfg(feature=0.0, probability=0.0, hinton=1.0), 8, 16)
     assert hinton.terms == ("hinton",) and not list(hinton.parameters())
-    coupled = build_distiller(_cfg(feature=0.0, feature_coupled=0.1), 8, 16)
+    coupled = build_distiller(_cfg(feature=0.0, feature_coupled=0.1, probability=1.0), 8, 16)
     assert coupled.terms == ("feature_coupled", "probability") and len(list(coupled.parameters())) == 3
     with pytest.raises(TDKDError, match="every distillation weight zero"):
         build_distiller(_cfg(feature=0.0, probability=0.0), 8, 16)
@@ -101,7 +103,7 @@ def test_overrides_turn_terms_on_from_the_command_line():
     cfg = config.apply_overrides(_cfg(), ["loss_weights.hinton=2", "feature_tasks=reg", "train_adapters=false",
                                           "hinton_temperature=3"])
     distiller = build_distiller(cfg, 8, 16)
-    assert distiller.terms == ("feature", "probability", "hinton") and distiller.temperature == 3.0
+    assert distiller.terms == ("feature", "hinton") and distiller.temperature == 3.0
     assert distiller.cls_adapters is None and not any(p.requires_grad for p in distiller.parameters())
     assert config.TRAINING["distillation"]["train_adapters"] is True  # the default is the paper's
 
@@ -110,7 +112,8 @@ def test_frozen_adapters_stay_at_their_random_initialisation(tiny_dataset, tmp_p
     args = train.parse_args(["--training_dataset", str(tiny_dataset), "--save_folder", str(tmp_path), *SMALL,
                              "--mode", "distillation", "--teacher_network", "mobile0.75",
                              "--teacher_weights", _teacher(tmp_path / "teacher.pth"),
-                             "--set", "train_adapters=false", "loss_weights.hinton=1", "loss_weights.fitnet=0.5"])
+                             "--set", "train_adapters=false", "loss_weights.hinton=1", "loss_weights.fitnet=0.5",
+                             "loss_weights.probability=1"])
     trainer = train.Trainer(args, train.init_distributed("cpu"))
     optimised = {id(p) for group in trainer.optimizer.param_groups for p in group["params"]}
     adapters = list(trainer.distiller.parameters())
