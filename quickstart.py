@@ -144,8 +144,9 @@ def test_and_evaluate(weights, data, folder, label):
     backend is reused from ``folder/aps.json``."""
     backend = config.QUICKSTART["eval_backend"]
     cache, record = folder / "aps.json", dict(sha256=sha256(weights), backend=backend)
-    if cache.exists() and {k: json.loads(cache.read_text()).get(k) for k in record} == record:
-        aps = json.loads(cache.read_text())["aps"]
+    stored = json.loads(cache.read_text()) if cache.exists() else {}
+    if {k: stored.get(k) for k in record} == record:
+        aps = stored["aps"]
         print(f"{label}: " + ", ".join(f"{k} {100 * v:.2f}" for k, v in aps.items()) + " (reused)", flush=True)
         return aps
     pred = folder / "predictions"

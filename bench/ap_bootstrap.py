@@ -46,8 +46,8 @@ def bootstrap_differences(base_counts, other_counts, resamples, seed):
     rng = np.random.default_rng(seed)
 
     def differences(weights):
-        return {s: np.array([100 * (ap_from_counts(o, weights)[s] - ap_from_counts(b, weights)[s])
-                             for b, o in zip(base_counts, other_counts)]) for s in SETTINGS}
+        pairs = [(ap_from_counts(b, weights), ap_from_counts(o, weights)) for b, o in zip(base_counts, other_counts)]
+        return {s: np.array([100 * (other[s] - base[s]) for base, other in pairs]) for s in SETTINGS}
 
     observed = differences(None)
     draws = [differences(np.bincount(rng.integers(0, images, images), minlength=images)) for _ in range(resamples)]
