@@ -188,7 +188,7 @@ def quantize_int8(onnx_path, output, images):
         quantize_static(prepared, quantized, Reader(), quant_format=QuantFormat.QDQ,
                         per_channel=settings["per_channel"], reduce_range=settings["reduce_range"],
                         activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
-                        op_types_to_quantize=settings["op_types"],
+                        op_types_to_quantize=settings["op_types"], extra_options=settings["extra_options"],
                         nodes_to_exclude=_float_nodes(prepared, settings["keep_float"]))
         graph = onnx.load(quantized)
         onnx.helper.set_model_props(graph, {**metadata, "int8": "1"})

@@ -133,6 +133,35 @@ def test_int8_round_trip_on_a_tiny_calibration_set(tmp_path, eager, photo, cache
     assert len(list(cache.glob("*-int8-*.onnx"))) == 1
 
 
+def test_int8_extra_options_reach_the_calibration(tmp_path, monkeypatch, cache):
+    """Averaging each image's range (CalibMovingAverage) gives no wider and some narrower
+    activation ranges than the widest over the images, in a second cached file."""
+    import onnx
+    from onnx import numpy_helper
+
+    folder = tmp_path / "calibration"
+    folder.mkdir()
+    for index in range(3):
+        cv2.imwrite(str(folder / f"image_{index}.jpg"), render_image(0, "train", index, (320, 400))[0])
+
+    def activation_scales():
+        path = max(cache.glob("*-int8-*.onnx"), key=lambda p: p.stat().st_mtime_ns)
+        graph = onnx.load(str(path)).graph
+        values = {init.name: numpy_helper.to_array(init) for init in graph.initializer}
+        return {node.input[0]: float(values[node.input[1]]) for node in graph.node
+                if node.op_type == "QuantizeLinear" and node.input[1] in values}
+
+    FaceDetector.from_weights(STUDENT, backend="onnxruntime-int8", calibration=folder, cache=cache)
+    widest = activation_scales()
+    int8 = {**config.DEPLOYMENT["int8"], "extra_options": {"CalibMovingAverage": True}}
+    monkeypatch.setitem(config.DEPLOYMENT, "int8", int8)
+    FaceDetector.from_weights(STUDENT, backend="onnxruntime-int8", calibration=folder, cache=cache)
+    averaged = activation_scales()
+    assert len(list(cache.glob("*-int8-*.onnx"))) == 2 and averaged.keys() == widest.keys() and len(widest) > 30
+    assert all(averaged[name] <= widest[name] * (1 + 1e-6) for name in widest)
+    assert sum(averaged[name] < 0.9 * widest[name] for name in widest) > 5
+
+
 def test_onnx_files_and_backends_are_checked(tmp_path):
     float_file = tmp_path / "float.onnx"
     with contextlib.redirect_stdout(io.StringIO()):
