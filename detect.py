@@ -38,7 +38,8 @@ def parse_args(argv=None):
     p.add_argument("-m", "--trained_model", default=DEFAULT_WEIGHTS,
                    help=f"weights; default: this repository's {config.DEFAULT_DETECTOR} (the published "
                         "distilled TDKD student), wherever detect.py is run from")
-    p.add_argument("--network", choices=sorted(config.NETWORKS), help="default: from the weights' JSON, else mobile0.25")
+    p.add_argument("--network", choices=sorted(config.NETWORKS),
+                   help="default: from the weights' JSON, else the one their shapes fit, else mobile0.25")
     p.add_argument("--activation", choices=config.ACTIVATIONS, help="default: from the weights' JSON, else relu")
     p.add_argument("--cpu", action="store_true", help="same as --device cpu")
     add_device_argument(p)

@@ -33,9 +33,10 @@ import config
 from backends import BACKENDS, ONNX_BACKENDS, OnnxPredictor, build_predictor, read_metadata
 from layers import prior_boxes
 from models import build_model
+from models.retinaface import weights_network
 from utils.checkpoint import load_state, read_state_dict, weights_kind
 from utils.errors import TDKDError, located
-from utils.inference import Timer, describe_weights, description_path, network_input, postprocess
+from utils.inference import Timer, description_path, network_input, postprocess
 
 # The published TDKD student (MobileNet0.25 distilled from its teacher), shipped in weights/.
 DEFAULT_WEIGHTS = config.repo_path(config.DEFAULT_DETECTOR)
@@ -46,16 +47,16 @@ def load_detector(path=DEFAULT_WEIGHTS, network=None, activation=None, device="c
     """Build the network the weights need and load them strictly: ``(model, network cfg)``.
 
     Network and activation come from the arguments, else from the sidecar JSON that
-    ``train.py`` writes, else the published defaults (mobile0.25, ReLU). Teacher heads are
-    read off the keys. Weights holding nan or inf (a diverged run) are refused.
+    ``train.py`` writes, else (network) the one the weights' shapes fit, else the published
+    defaults (mobile0.25, ReLU). Teacher heads are read off the keys. Weights holding nan or
+    inf (a diverged run) are refused.
     """
-    meta = describe_weights(path)
+    state_dict = read_state_dict(path)
     try:
-        cfg = config.network_config(network or meta.get("network", "mobile0.25"),
-                                    activation or meta.get("activation"))
+        cfg = config.network_config(*weights_network(path, state_dict, network, activation,
+                                                     config.DEFAULT_NETWORK["student"]))
     except KeyError as exc:
         raise TDKDError(located(description_path(path), exc.args[0])) from None
-    state_dict = read_state_dict(path)
     non_finite = [k for k, v in state_dict.items() if v.is_floating_point() and not torch.isfinite(v).all()]
     if non_finite:
         raise TDKDError(located(path, f"{len(non_finite)} tensors hold nan or inf (e.g. {non_finite[0]}): "

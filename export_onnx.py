@@ -54,7 +54,8 @@ def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=HelpFormatter)
     p.add_argument("-m", "--trained_model", default=DEFAULT_WEIGHTS,
                    help="weights to export; default: the shipped distilled TDKD student")
-    p.add_argument("--network", choices=sorted(config.NETWORKS), help="default: from the weights' JSON, else mobile0.25")
+    p.add_argument("--network", choices=sorted(config.NETWORKS),
+                   help="default: from the weights' JSON, else the one their shapes fit, else mobile0.25")
     p.add_argument("--activation", choices=config.ACTIVATIONS, help="default: from the weights' JSON, else relu")
     p.add_argument("-o", "--output", required=True, help="the .onnx file to write")
     p.add_argument("--opset", type=int, default=OPSET, help="ONNX opset version")

@@ -95,9 +95,27 @@ def find_backbone_weights(path=None):
 
 
 def run_signature(args):
-    """What a training run is: its command, and the sha256 of every weights file it reads."""
+    """What a training run is: its command, the sha256 of every weights file it reads, and the
+    settings ``train.py`` resolves for it from config.py (so that a changed default in config.py
+    makes a finished run stale, though its command is the same)."""
     weights = [arg for arg in args if isinstance(arg, Path) and arg.suffix in (".pth", ".tar")]
-    return dict(command=[str(arg) for arg in args], inputs={str(path): sha256(path) for path in weights})
+    return dict(command=[str(arg) for arg in args], inputs={str(path): sha256(path) for path in weights},
+                settings=resolved_settings(args))
+
+
+def resolved_settings(args):
+    """The trained network's settings, the teacher's (distillation) and the training recipe that
+    ``train.py`` resolves from config.py for the flags of ``args`` (network: ``--network``, else
+    the mode's default)."""
+    from train import build_run_config, parse_args
+
+    flags = parse_args([str(arg) for arg in args[1:]])
+    network, recipe = build_run_config(flags)
+    settings = dict(network=network, recipe=recipe)
+    if flags.mode == "distillation":
+        settings["teacher"] = config.network_config(flags.teacher_network or config.DEFAULT_TEACHER,
+                                                    flags.teacher_activation)
+    return json.loads(json.dumps(settings))
 
 
 def training_command(mode, data, folder, seed, extra=(), schedule=None):
@@ -112,15 +130,16 @@ def training_command(mode, data, folder, seed, extra=(), schedule=None):
 
 
 def is_finished(args):
-    """Whether the run of ``args`` finished with this command and these input weights (``run.json``)."""
+    """Whether the run of ``args`` finished with this command, these input weights and these
+    settings (``run.json``)."""
     folder = Path(args[args.index("--save_folder") + 1])
     record = folder / "run.json"
     return any(folder.glob("*_Final.pth")) and record.exists() and json.loads(record.read_text()) == run_signature(args)
 
 
 def run_training(args):
-    """Run ``train.py`` with ``args``, unless that run finished with this command and these
-    input weights: a changed teacher trains again."""
+    """Run ``train.py`` with ``args``, unless that run finished with this command, these input
+    weights and these settings: a changed teacher, or a changed default in config.py, trains again."""
     folder = Path(args[args.index("--save_folder") + 1])
     if is_finished(args):
         print(f"reusing {folder}", flush=True)

@@ -38,7 +38,8 @@ def parse_args(argv=None):
     p.add_argument("-m", "--trained_model", default=config.repo_path(config.DEFAULT_DETECTOR),
                    help=f"weights to test (default: {config.DEFAULT_DETECTOR} in the repository, the published TDKD student)")
     p.add_argument("--network", choices=sorted(config.NETWORKS),
-                   help="network of the weights (default: from the weights' JSON, else mobile0.25)")
+                   help="network of the weights (default: from the weights' JSON, else the one their shapes "
+                        "fit, else mobile0.25)")
     p.add_argument("--activation", choices=config.ACTIVATIONS,
                    help="'leaky' for the older RetinaFace checkpoints (default: from the weights' JSON, else relu)")
     p.add_argument("--origin_size", nargs="?", const=True, default=False, type=str2bool, metavar="True|False",

@@ -16,7 +16,7 @@ import config
 from data.wider_face import WiderFaceDetection
 from models import build_model
 from models.backbone import backbone_network, resolve_backbone_weights
-from models.retinaface import fitting_networks
+from models.retinaface import weights_network
 from utils.checkpoint import (check_keys, describe_weights, load_training_checkpoint, read_state_dict,
                               weights_kind)
 from utils.errors import TDKDError, located
@@ -128,10 +128,7 @@ def read_weights(path, network=None, activation=None, default_network=None):
     """Read ``path`` once; network and activation from the flags, else its ``.json``, else
     (network) the one its shapes fit, else the defaults."""
     state = read_state_dict(path)
-    meta = describe_weights(path)
-    fitting = fitting_networks(state)
-    network = network or meta.get("network") or (fitting[0] if fitting else default_network)
-    activation = activation or meta.get("activation") or config.DEFAULT_ACTIVATION
+    network, activation = weights_network(path, state, network, activation, default_network)
     return Weights(os.fspath(path), state, weights_kind(state), network, activation)
 
 

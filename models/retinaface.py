@@ -6,6 +6,7 @@ import torch.nn.functional as F
 from torch import nn
 
 import config
+from utils.checkpoint import describe_weights
 
 from .backbone import build_backbone
 from .heads import make_heads
@@ -86,6 +87,18 @@ def fitting_networks(state_dict):
     the keys and shapes of ``state_dict``: which network a weights file is."""
     shapes = _shapes_of(state_dict)
     return [name for name in config.NETWORKS if any(_network_shapes(name, heads) == shapes for heads in (False, True))]
+
+
+def weights_network(path, state_dict, network=None, activation=None, default=None):
+    """``(network, activation)`` of the weights file ``path`` holding ``state_dict``: the
+    arguments, else its sidecar JSON (``train.py`` writes one), else (network) the one its
+    shapes fit, else ``default``; activation else ``config.DEFAULT_ACTIVATION``."""
+    meta = describe_weights(path)
+    network = network or meta.get("network")
+    if not network:
+        fitting = fitting_networks(state_dict)
+        network = fitting[0] if fitting else default
+    return network, activation or meta.get("activation") or config.DEFAULT_ACTIVATION
 
 
 def _shapes_of(state_dict):

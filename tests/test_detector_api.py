@@ -186,3 +186,12 @@ def test_the_readme_example_runs(tmp_path, photos, monkeypatch, capsys):
     faces = FaceDetector.from_weights().detect(cv2.imread("photo.jpg"))
     shown_by_detect_py = int((faces.scores >= detect.parse_args(["photo.jpg"]).vis_thres).sum())
     assert 0 < shown_by_detect_py == printed.count("]]\n") < len(faces)
+
+
+def test_a_published_state_dict_is_built_as_the_network_its_shapes_fit(tmp_path):
+    torch.manual_seed(0)
+    state = build_model(network_config("mobile0.75")).state_dict()
+    torch.save(state, tmp_path / "published.pth")  # no sidecar JSON
+    model, cfg = load_detector(tmp_path / "published.pth")
+    assert cfg["name"] == "mobile0.75" and cfg["activation"] == "relu"
+    assert all(torch.equal(model.state_dict()[key], value) for key, value in state.items())

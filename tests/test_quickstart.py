@@ -78,6 +78,20 @@ def test_finished_runs_are_reused_only_with_the_same_command_and_inputs(tmp_path
     assert len(recorded_training) == 5 and recorded_training[3][recorded_training[3].index("--seed") + 1] == 1
 
 
+def test_a_changed_default_in_config_makes_finished_runs_stale(tmp_path, recorded_training, monkeypatch):
+    teacher, student = tmp_path / "teacher.pth", tmp_path / "student.pth"
+    quickstart.train_arms(tmp_path, 0, teacher, student)
+    monkeypatch.setitem(config.DISTILLERS["features"], "distill_warmup", 7)  # same commands, new distiller
+    quickstart.train_arms(tmp_path, 0, teacher, student)
+    assert [c[c.index("--mode") + 1] for c in recorded_training] == ["student", "distillation", "distillation"]
+    record = json.loads((tmp_path / "seed0" / "tdkd" / "run.json").read_text())
+    assert record["settings"]["recipe"]["distill_warmup"] == 7
+    assert record["settings"]["teacher"]["name"] == config.QUICKSTART["teacher_network"]
+    monkeypatch.setitem(config.COMMON, "momentum", 0.8)  # a shared setting: both arms train again
+    quickstart.train_arms(tmp_path, 0, teacher, student)
+    assert len(recorded_training) == 5
+
+
 def test_ablation_reuses_the_quickstart_runs_of_each_seed(tmp_path, recorded_training):
     teacher, student = tmp_path / "teacher.pth", tmp_path / "student.pth"
     for seed in (0, 1):
