@@ -133,13 +133,13 @@ def test_int8_round_trip_on_a_tiny_calibration_set(tmp_path, eager, photo, cache
     assert len(list(cache.glob("*-int8-*.onnx"))) == 1
 
 
-def test_int8_extra_options_reach_the_calibration(tmp_path, monkeypatch, cache):
+def test_int8_extra_options_reach_the_calibration(tmp_path, monkeypatch):
     """Averaging each image's range (CalibMovingAverage) gives no wider and some narrower
     activation ranges than the widest over the images, in a second cached file."""
     import onnx
     from onnx import numpy_helper
 
-    folder = tmp_path / "calibration"
+    folder, cache = tmp_path / "calibration", tmp_path / "cache"
     folder.mkdir()
     for index in range(3):
         cv2.imwrite(str(folder / f"image_{index}.jpg"), render_image(0, "train", index, (320, 400))[0])
