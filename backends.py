@@ -115,6 +115,10 @@ class OnnxPredictor:
         options = onnxruntime.SessionOptions()
         options.intra_op_num_threads = threads or torch.get_num_threads()
         options.inter_op_num_threads = 1
+        # Worker threads spin between the operators of a run but stop at its end: spinning on
+        # after it took the cores from the post-processing, the next image's preprocessing and
+        # any other session (docs/SPEED.md, "Threads of ONNX Runtime").
+        options.add_session_config_entry("session.force_spinning_stop", "1")
         options.log_severity_level = 3  # no warnings about unused initialisers or layout choices
         self.path = os.fspath(path)
         try:

@@ -5,7 +5,8 @@ r"""Run a trained detector over the WIDER FACE val list and write the official t
 
 Test scale per docs/METHOD.md §7 (short side 1600, long side at most 2150) unless --origin_size.
 Output: ``save_folder/<event>/<name>.txt``, byte-compatible with the public tools (with the
-default --backend eager; --backend onnxruntime ran 2.8x faster on a CPU, scores within 1e-5).
+default --backend eager; --backend onnxruntime ran 2.6x (one thread) to 3.5x (two threads) as many
+images per second on a 2-core CPU, scores within 1e-5).
 """
 import argparse
 import os

@@ -19,7 +19,7 @@ from detector import FaceDetector, load_detector
 from tests.test_widerface_test import public_pipeline
 from utils.box_utils import match_detections
 from utils.errors import TDKDError
-from utils.inference import network_input
+from utils.inference import network_input, scale_for_test
 
 onnxruntime = pytest.importorskip("onnxruntime", reason="onnxruntime is not installed (pip install -r requirements.txt)")
 
@@ -46,12 +46,15 @@ def eager():
 
 
 def test_network_input_is_the_public_preprocessing_bit_for_bit(photo):
-    for resize in (1, 0.7, 2.3):
-        img = np.float32(photo)
+    """Plane-by-plane resizing equals the public resize of the interleaved float image, also at
+    the WIDER test scale and for a strided view (an RGB image's channels reversed)."""
+    test_scale = scale_for_test(*photo.shape[:2])
+    for image, resize in ((photo, 1), (photo, 0.7), (photo, 2.3), (photo, test_scale), (photo[::3, :, ::-1], 1.9)):
+        img = np.float32(image)
         if resize != 1:
             img = cv2.resize(img, None, None, fx=resize, fy=resize, interpolation=cv2.INTER_LINEAR)
         img -= (104, 117, 123)
-        ours = network_input(photo, resize, config.COMMON["rgb_mean"])
+        ours = network_input(image, resize, config.COMMON["rgb_mean"])
         assert ours.flags["C_CONTIGUOUS"] and ours.dtype == np.float32
         np.testing.assert_array_equal(ours, img.transpose(2, 0, 1))
 
@@ -86,6 +89,9 @@ def test_onnxruntime_backend_matches_eager_and_is_cached(eager, photo, cache):
     ref_dets, _ = eager(photo)
     matched, differences = match_detections(dets, ref_dets, 0.95)
     assert len(dets) == len(ref_dets) > 50 and matched.all() and differences.max() < 1e-4
+    options = detector.model.session.get_session_options()  # PyTorch's threads, no spinning after a run
+    assert options.intra_op_num_threads == torch.get_num_threads()
+    assert options.get_session_config_entry("session.force_spinning_stop") == "1"
     FaceDetector.from_weights(STUDENT, backend="onnxruntime", cache=cache)  # the cached file is reused
     assert sorted(cache.glob("*.onnx")) == files and files[0].stat().st_mtime_ns == modified
 
