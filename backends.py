@@ -134,26 +134,35 @@ class OnnxPredictor:
 # ---------------------------------------------------------------- INT8
 
 
-def calibration_images(folder=None, count=None, seed=None):
+class CalibrationImages:
     """``count`` network inputs ``[1, 3, H, W]`` (float32 numpy) for INT8 calibration, each at
-    its own size: the images of ``folder`` (searched recursively, sorted by name), else the
-    synthetic training images of ``data.synthetic`` (the quickstart's train set, drawn in memory)."""
-    settings = config.DEPLOYMENT["calibration"]
-    count = count or settings["images"]
-    mean = config.COMMON["rgb_mean"]
-    if folder is None:
-        from data.synthetic import render_image
+    its own size and made when indexed (a few hundred would not fit in memory at once): the
+    images of ``folder`` (searched recursively, sorted by name), else the synthetic training
+    images of ``data.synthetic`` (the quickstart's train set with seed ``seed``)."""
 
-        seed = settings["seed"] if seed is None else seed
-        for index in range(count):
-            image, _ = render_image(seed, "train", index, tuple(settings["synthetic_size"]))
-            yield network_input(image, 1, mean)[None]
-        return
-    for path in calibration_files(folder, count):
-        image = cv2.imread(os.fspath(path), cv2.IMREAD_COLOR)
-        if image is None:
-            raise TDKDError(located(path, "cannot read image (missing or corrupt)"))
-        yield network_input(image, 1, mean)[None]
+    def __init__(self, folder=None, count=None, seed=None):
+        settings = config.DEPLOYMENT["calibration"]
+        count = count or settings["images"]
+        self.seed = settings["seed"] if seed is None else seed
+        self.size = tuple(settings["synthetic_size"])
+        self.files = None if folder is None else calibration_files(folder, count)
+        self.count = count if folder is None else len(self.files)
+
+    def __len__(self):
+        return self.count
+
+    def __getitem__(self, index):
+        if not 0 <= index < self.count:
+            raise IndexError(index)
+        if self.files is None:
+            from data.synthetic import render_image
+
+            image, _ = render_image(self.seed, "train", index, self.size)
+        else:
+            image = cv2.imread(os.fspath(self.files[index]), cv2.IMREAD_COLOR)
+            if image is None:
+                raise TDKDError(located(self.files[index], "cannot read image (missing or corrupt)"))
+        return network_input(image, 1, config.COMMON["rgb_mean"])[None]
 
 
 def calibration_files(folder, count):
@@ -166,37 +175,56 @@ def calibration_files(folder, count):
     return files[:count]
 
 
-def quantize_int8(onnx_path, output, images):
+def quantize_int8(onnx_path, output, images, settings=None, ranges=None):
     """Static INT8 quantisation of an exported float graph with ONNX Runtime's tools: shape
     inference and graph optimisation (``quant_pre_process``), then ``quantize_static`` in the
-    QDQ format with the settings of ``config.DEPLOYMENT['int8']``, activation ranges from
-    ``images`` (network inputs) by min / max. (The histogram calibrators, percentile and
-    entropy, keep every activation of every image: over 20 GB for 300 images at 640x480.)"""
+    QDQ format with ``settings`` (default ``config.DEPLOYMENT['int8']``), activation ranges from
+    ``images`` (network inputs, fed one at a time) by the calibration method of
+    ``settings['method']`` (minmax, entropy or percentile). ``ranges``: a JSON file of ONNX Runtime's
+    calibration cache, read if it exists (no calibration) and written otherwise, so that one
+    calibration serves several choices of float nodes (``bench/int8_calibration.py``)."""
     import onnx
-    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
+    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
-    class Reader(CalibrationDataReader):
-        def __init__(self):
-            self.images = iter(images)
-
-        def get_next(self):
-            image = next(self.images, None)
-            return None if image is None else {INPUT: image}
-
-    settings = config.DEPLOYMENT["int8"]
+    settings = settings or config.DEPLOYMENT["int8"]
     metadata = read_metadata(onnx_path)
+    methods = {"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy,
+               "percentile": CalibrationMethod.Percentile}
     with tempfile.TemporaryDirectory() as tmp:
         prepared, quantized = os.path.join(tmp, "prepared.onnx"), os.path.join(tmp, "int8.onnx")
         quant_pre_process(os.fspath(onnx_path), prepared, skip_symbolic_shape=True)
-        quantize_static(prepared, quantized, Reader(), quant_format=QuantFormat.QDQ,
+        quantize_static(prepared, quantized, _OneAtATime(images), quant_format=QuantFormat.QDQ,
                         per_channel=settings["per_channel"], reduce_range=settings["reduce_range"],
                         activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
-                        op_types_to_quantize=settings["op_types"], extra_options=settings["extra_options"],
-                        nodes_to_exclude=_float_nodes(prepared, settings["keep_float"]))
+                        op_types_to_quantize=settings["op_types"], calibrate_method=methods[settings["method"]],
+                        extra_options={"CalibStridedMinMax": 1, **settings["extra_options"]},
+                        nodes_to_exclude=_float_nodes(prepared, settings["keep_float"]),
+                        calibration_cache_path=ranges)
         graph = onnx.load(quantized)
         onnx.helper.set_model_props(graph, {**metadata, "int8": "1"})
         write_bytes_atomic(graph.SerializeToString(), output)
+
+
+class _OneAtATime:
+    """ONNX Runtime's calibration data reader over ``images`` (a sized sequence), one image per
+    ``set_range`` (``CalibStridedMinMax`` 1): the calibrator holds one image's activations at a
+    time, and the histogram calibrators, which stack a range's activations, accept images of
+    different sizes."""
+
+    def __init__(self, images):
+        self.images = images
+        self.set_range(0, len(images))
+
+    def __len__(self):
+        return len(self.images)
+
+    def set_range(self, start_index, end_index):
+        self.indices = iter(range(start_index, min(end_index, len(self.images))))
+
+    def get_next(self):
+        index = next(self.indices, None)
+        return None if index is None else {INPUT: self.images[index]}
 
 
 def _float_nodes(path, prefixes):
@@ -238,7 +266,7 @@ def onnx_for_weights(model, cfg, weights, int8=False, calibration=None, cache=No
     key += [onnxruntime.__version__, config.DEPLOYMENT, files]
     int8_path = cache / f"{Path(weights).stem}-int8-{_digest(*key)}.onnx"
     if not int8_path.exists():
-        quantize_int8(float_path, int8_path, calibration_images(calibration))
+        quantize_int8(float_path, int8_path, CalibrationImages(calibration))
     return int8_path
 
 
@@ -259,7 +287,7 @@ def build_predictor(backend, model, cfg, weights=None, device="cpu", calibration
         path = os.path.join(tmp, "model.onnx")
         export_onnx(model, path, metadata={"network": cfg["name"], "activation": cfg["activation"]})
         if int8:
-            quantize_int8(path, os.path.join(tmp, "int8.onnx"), calibration_images(calibration))
+            quantize_int8(path, os.path.join(tmp, "int8.onnx"), CalibrationImages(calibration))
             path = os.path.join(tmp, "int8.onnx")
         return OnnxPredictor(path, device)
 

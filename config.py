@@ -343,7 +343,7 @@ PROBE = dict(train_images=100, val_images=100, ridge=1e-3)
 # (CalibMovingAverage) -0.89 / +0.05 / +0.13; so the 300 images' min / max stay.
 DEPLOYMENT = dict(
     calibration=dict(images=300, seed=0, synthetic_size=[320, 480]),
-    int8=dict(per_channel=True, reduce_range=False, op_types=None, extra_options={},
+    int8=dict(method="minmax", per_channel=True, reduce_range=False, op_types=None, extra_options={},
               keep_float=["/body/stage1/stage1.0/", "/body/stage1/stage1.1/stage1.1.0/",
                           "/ClassHead", "/BboxHead", "/LandmarkHead", "/Concat", "/Softmax"]),
 )

@@ -28,7 +28,7 @@ import numpy as np
 import torch
 
 import config
-from backends import INPUT, OPSET, OUTPUTS, calibration_images, export_onnx, quantize_int8
+from backends import INPUT, OPSET, OUTPUTS, CalibrationImages, export_onnx, quantize_int8
 from detector import DEFAULT_WEIGHTS, load_detector
 from utils.cli import HelpFormatter
 from utils.errors import TDKDError, exit_on_error, located
@@ -79,7 +79,7 @@ def main(argv=None):
             with tempfile.TemporaryDirectory() as tmp:
                 float_path = os.path.join(tmp, "float.onnx")
                 export(model, float_path, args.opset, metadata)
-                quantize_int8(float_path, args.output, calibration_images(args.calibration))
+                quantize_int8(float_path, args.output, CalibrationImages(args.calibration))
         else:
             export(model, args.output, args.opset, metadata)
     except OSError as exc:
