@@ -14,6 +14,7 @@ Every backend takes the contiguous float32 ``[batch, 3, H, W]`` tensor of
 ``$TDKD_CACHE``, else ``~/.cache/tdkd``; a cached file is named after the sha256 of the weights
 and of everything else it depends on, so it is rebuilt whenever one of them changes.
 """
+import contextlib
 import hashlib
 import io
 import json
@@ -194,13 +195,14 @@ def quantize_int8(onnx_path, output, images, settings=None, ranges=None):
     with tempfile.TemporaryDirectory() as tmp:
         prepared, quantized = os.path.join(tmp, "prepared.onnx"), os.path.join(tmp, "int8.onnx")
         quant_pre_process(os.fspath(onnx_path), prepared, skip_symbolic_shape=True)
-        quantize_static(prepared, quantized, _OneAtATime(images), quant_format=QuantFormat.QDQ,
-                        per_channel=settings["per_channel"], reduce_range=settings["reduce_range"],
-                        activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
-                        op_types_to_quantize=settings["op_types"], calibrate_method=methods[settings["method"]],
-                        extra_options={"CalibStridedMinMax": 1, **settings["extra_options"]},
-                        nodes_to_exclude=_float_nodes(prepared, settings["keep_float"]),
-                        calibration_cache_path=ranges)
+        with contextlib.redirect_stdout(io.StringIO()):  # the histogram calibrators print their progress
+            quantize_static(prepared, quantized, _OneAtATime(images), quant_format=QuantFormat.QDQ,
+                            per_channel=settings["per_channel"], reduce_range=settings["reduce_range"],
+                            activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
+                            op_types_to_quantize=settings["op_types"], calibrate_method=methods[settings["method"]],
+                            extra_options={"CalibStridedMinMax": 1, **settings["extra_options"]},
+                            nodes_to_exclude=_float_nodes(prepared, settings["keep_float"]),
+                            calibration_cache_path=ranges)
         graph = onnx.load(quantized)
         onnx.helper.set_model_props(graph, {**metadata, "int8": "1"})
         write_bytes_atomic(graph.SerializeToString(), output)

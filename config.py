@@ -323,27 +323,31 @@ ABLATION = dict(
 PROBE = dict(train_images=100, val_images=100, ridge=1e-3)
 
 # Inference backends (backends.py, docs/DEPLOYMENT.md). INT8: ONNX Runtime's static QDQ
-# quantisation, uint8 activations and int8 weights; ranges of the activations by min / max
-# over ``calibration['images']`` training images (synthetic ones of ``synthetic_size``, the
-# quickstart's long-side range, unless a folder is given). ``keep_float``: prefixes of ONNX
+# quantisation, uint8 activations and int8 weights; ranges of the activations calibrated by
+# ``int8['method']`` (minmax, entropy or percentile) over ``calibration['images']`` training
+# images (synthetic ones of ``synthetic_size``, the quickstart's long-side range, unless a
+# folder is given). Percentile (ONNX Runtime's default 99.999 %, symmetric, 2,048 bins) is the
+# only method measured within 0.5 AP of float on every subset for both calibration seeds
+# (bench/int8_calibration.py; AP change against float on the synthetic val set, shipped
+# synthetic student, 300 images, seeds 0 / 1: percentile -0.31 / -0.41 / -0.42 and -0.31 /
+# -0.32 / -0.39; min / max -0.03 / -0.49 / -0.30 and -0.13 / -0.72 / -0.33), and the shipped
+# WIDER student's faces above 0.6 on the crowd photo are the float graph's 26 for both seeds
+# (min / max: 27 with seed 0). It clips the few largest activations that min / max keeps.
+# ``keep_float``: prefixes of ONNX
 # node names left in float: the stem conv (3 -> 8 channels) and the first depthwise conv, both
 # at half the input resolution, where ONNX Runtime's INT8 kernels were slower than its float
 # ones (measured in one run, 640x480, one thread, best of 25: whole forward 10.2 ms with both
 # in float, 12.5 ms with only the stem in float; the float graph 17.9 ms); and the heads with
 # the outputs' concatenation and softmax, so that scores and offsets are not rounded to 8 bits
-# (AP change against float on the synthetic val set, shipped synthetic student: -0.22 / -0.58 /
-# -0.31 with them in float, -0.56 / -0.69 / -0.51 without; about 2 ms slower end to end).
-# Also leaving the SSH modules in float gave +0.13 / -0.50 / -0.22, but end to end only 1.12x
-# the float graph's speed (1.23x without), so they stay INT8.
+# (with min / max, seed 0: -0.03 / -0.49 / -0.30 with them in float, -0.48 / -0.66 / -0.40
+# without; about 2 ms slower end to end). Also leaving the FPN merges or the SSH outputs in
+# float changed the AP by under 0.2 on a subset either way, for a slower graph, so they stay INT8.
 # Per-channel weights: scores closer to float than per-tensor ones (largest difference on the
 # crowd photo 0.08 against 0.15).
-# ``extra_options`` go to ``quantize_static`` as they are. The AP change depends on the
-# calibration images by a few tenths (docs/DEPLOYMENT.md, INT8): 1,000 images gave -0.48 / -0.46 /
-# -0.48 with seed 0 and -0.64 / -0.51 / -0.23 with seed 1; averaging each image's range
-# (CalibMovingAverage) -0.89 / +0.05 / +0.13; so the 300 images' min / max stay.
+# ``extra_options`` go to ``quantize_static`` as they are (e.g. ``{"CalibPercentile": 99.99}``).
 DEPLOYMENT = dict(
     calibration=dict(images=300, seed=0, synthetic_size=[320, 480]),
-    int8=dict(method="minmax", per_channel=True, reduce_range=False, op_types=None, extra_options={},
+    int8=dict(method="percentile", per_channel=True, reduce_range=False, op_types=None, extra_options={},
               keep_float=["/body/stage1/stage1.0/", "/body/stage1/stage1.1/stage1.1.0/",
                           "/ClassHead", "/BboxHead", "/LandmarkHead", "/Concat", "/Softmax"]),
 )

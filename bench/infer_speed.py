@@ -275,22 +275,25 @@ def val_images(val, names):
     return [cv2.imread(str(val / "images" / name.lstrip("/")), cv2.IMREAD_COLOR) for name in names]
 
 
+def val_aps(pipeline, val, names, images):
+    """AP per setting of ``pipeline`` on the synthetic val set, at the images' own size."""
+    from widerface_evaluate.evaluation import evaluate
+
+    with tempfile.TemporaryDirectory() as folder:
+        for relative, image in zip(names, images):
+            dets, _ = pipeline(image, 1)
+            stem = os.path.splitext(relative.lstrip("/"))[0]
+            out = Path(folder) / f"{stem}.txt"
+            out.parent.mkdir(parents=True, exist_ok=True)
+            out.write_text(format_widerface(os.path.basename(stem), dets))
+        return evaluate(folder, str(val / "ground_truth")).aps
+
+
 def ap_table(pipelines, val, names, images):
     """AP per setting of each backend on the synthetic val set, at the images' own size."""
-    from widerface_evaluate.evaluation import SETTINGS, evaluate
+    from widerface_evaluate.evaluation import SETTINGS
 
-    rows = {}
-    for name, pipeline in pipelines.items():
-        if name == PUBLIC:
-            continue
-        with tempfile.TemporaryDirectory() as folder:
-            for relative, image in zip(names, images):
-                dets, _ = pipeline(image, 1)
-                stem = os.path.splitext(relative.lstrip("/"))[0]
-                out = Path(folder) / f"{stem}.txt"
-                out.parent.mkdir(parents=True, exist_ok=True)
-                out.write_text(format_widerface(os.path.basename(stem), dets))
-            rows[name] = evaluate(folder, str(val / "ground_truth")).aps
+    rows = {name: val_aps(pipeline, val, names, images) for name, pipeline in pipelines.items() if name != PUBLIC}
     eager = rows.get("eager")
     lines = ["\nAP on the synthetic val set (" + f"{len(names)} images, own size), change against eager in brackets\n",
              "| backend | " + " | ".join(SETTINGS) + " |", "|---|" + "---|" * len(SETTINGS)]

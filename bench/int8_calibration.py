@@ -34,11 +34,10 @@ import torch  # noqa: E402
 import config  # noqa: E402
 from backends import CalibrationImages, OnnxPredictor, export_onnx, quantize_int8  # noqa: E402
 from detector import DEFAULT_WEIGHTS, FaceDetector, load_detector  # noqa: E402
-from infer_speed import load_photo, synthetic_val, val_images  # noqa: E402
+from infer_speed import load_photo, synthetic_val, val_aps, val_images  # noqa: E402
 from utils.box_utils import match_detections  # noqa: E402
 from utils.cli import HelpFormatter  # noqa: E402
 from utils.errors import exit_on_error  # noqa: E402
-from utils.inference import format_widerface  # noqa: E402
 
 STEM = ["/body/stage1/stage1.0/", "/body/stage1/stage1.1/stage1.1.0/"]
 HEADS = ["/ClassHead", "/BboxHead", "/LandmarkHead", "/Concat", "/Softmax"]
@@ -86,21 +85,6 @@ def detector(path, cfg):
     return FaceDetector(OnnxPredictor(path, threads=1), cfg, "cpu")
 
 
-def val_aps(path, cfg, val, names, images):
-    """AP per setting of the graph at ``path`` on the val set at the images' own size."""
-    from widerface_evaluate.evaluation import evaluate
-
-    faces = detector(path, cfg)
-    with tempfile.TemporaryDirectory() as folder:
-        for relative, image in zip(names, images):
-            dets, _ = faces(image, 1)
-            stem = os.path.splitext(relative.lstrip("/"))[0]
-            out = Path(folder) / f"{stem}.txt"
-            out.parent.mkdir(parents=True, exist_ok=True)
-            out.write_text(format_widerface(os.path.basename(stem), dets))
-        return evaluate(folder, str(val / "ground_truth")).aps
-
-
 def photo_faces(path, cfg, photos):
     """Detections on each of ``photos``."""
     faces = detector(path, cfg)
@@ -146,7 +130,7 @@ def main(argv=None):
              if with_photo else "") + f"; extra_options {args.extra_options}; load average {os.getloadavg()[0]:.2f}")
     with tempfile.TemporaryDirectory() as folder:
         float_path, cfg = float_graph(args.weights, folder)
-        reference = val_aps(float_path, cfg, val, names, images)
+        reference = val_aps(detector(float_path, cfg), val, names, images)
         if with_photo:
             photo_path, photo_cfg = float_graph(args.photo_weights, folder)
             float_dets = photo_faces(photo_path, photo_cfg, photos)
@@ -162,7 +146,7 @@ def main(argv=None):
                     for float_set in args.float_sets:
                         start = time.perf_counter()
                         setting = (method, count, seed, float_set, args.extra_options)
-                        aps = val_aps(quantized(float_path, folder, "val", *setting), cfg, val, names, images)
+                        aps = val_aps(detector(quantized(float_path, folder, "val", *setting), cfg), val, names, images)
                         changes = [100 * (aps[s] - reference[s]) for s in reference]
                         row = (f"| {method} | {count} | {seed} | {float_set} | "
                                + " | ".join(f"{c:+.2f}" for c in changes) + f" | {min(changes):+.2f} |")

@@ -13,7 +13,7 @@ import detect
 import export_onnx
 import test_widerface
 import train
-from backends import BACKENDS, TorchPredictor, calibration_files, read_metadata
+from backends import BACKENDS, CalibrationImages, TorchPredictor, calibration_files, quantize_int8, read_metadata
 from data.synthetic import generate_synthetic_widerface, render_image
 from detector import FaceDetector, load_detector
 from tests.test_widerface_test import public_pipeline
@@ -140,8 +140,9 @@ def test_int8_round_trip_on_a_tiny_calibration_set(tmp_path, eager, photo, cache
 
 
 def test_int8_extra_options_reach_the_calibration(tmp_path, monkeypatch):
-    """Averaging each image's range (CalibMovingAverage) gives no wider and some narrower
-    activation ranges than the widest over the images, in a second cached file."""
+    """With min / max calibration, averaging the images' ranges (CalibMovingAverage) gives no
+    wider and some narrower activation ranges than the widest over the images, in a second
+    cached file."""
     import onnx
     from onnx import numpy_helper
 
@@ -157,15 +158,58 @@ def test_int8_extra_options_reach_the_calibration(tmp_path, monkeypatch):
         return {node.input[0]: float(values[node.input[1]]) for node in graph.node
                 if node.op_type == "QuantizeLinear" and node.input[1] in values}
 
+    minmax = {**config.DEPLOYMENT["int8"], "method": "minmax"}
+    monkeypatch.setitem(config.DEPLOYMENT, "int8", minmax)
     FaceDetector.from_weights(STUDENT, backend="onnxruntime-int8", calibration=folder, cache=cache)
     widest = activation_scales()
-    int8 = {**config.DEPLOYMENT["int8"], "extra_options": {"CalibMovingAverage": True}}
+    int8 = {**minmax, "extra_options": {"CalibMovingAverage": True}}
     monkeypatch.setitem(config.DEPLOYMENT, "int8", int8)
     FaceDetector.from_weights(STUDENT, backend="onnxruntime-int8", calibration=folder, cache=cache)
     averaged = activation_scales()
     assert len(list(cache.glob("*-int8-*.onnx"))) == 2 and averaged.keys() == widest.keys() and len(widest) > 30
     assert all(averaged[name] <= widest[name] * (1 + 1e-6) for name in widest)
     assert sum(averaged[name] < 0.9 * widest[name] for name in widest) > 5
+
+
+def test_histogram_calibration_takes_images_of_many_sizes_and_its_ranges_are_reused(tmp_path):
+    """Percentile calibration over images of three sizes (ONNX Runtime stacks the activations
+    it holds, so they go one at a time) clips ranges that min / max keeps whole (on three tiny
+    images, few: 99.999 % of their values is nearly all); a ranges file
+    written once is read back without a calibration."""
+    from onnxruntime.quantization.calibrate import load_tensors_data
+
+    from backends import export_onnx
+
+    model, cfg = load_detector(STUDENT)
+    float_path = tmp_path / "float.onnx"
+    export_onnx(model, float_path, metadata={"network": cfg["name"], "activation": cfg["activation"]})
+    folder = tmp_path / "calibration"
+    folder.mkdir()
+    for index, size in enumerate(((96, 128), (120, 80), (64, 64))):
+        cv2.imwrite(str(folder / f"image_{index}.jpg"), cv2.resize(render_image(0, "train", index, (320, 400))[0],
+                                                                  size[::-1]))
+    images = CalibrationImages(folder)
+    assert len(images) == 3 and images[1].shape == (1, 3, 120, 80)
+    ranges = {}
+    for method in ("minmax", "percentile"):
+        settings = {**config.DEPLOYMENT["int8"], "method": method}
+        ranges[method] = tmp_path / f"{method}.json"
+        quantize_int8(float_path, tmp_path / f"{method}.onnx", images, settings, ranges[method])
+    highest = {method: {name: float(np.max(data.range_value[1])) for name, data in load_tensors_data(path).data.items()}
+               for method, path in ranges.items()}
+    assert highest["minmax"].keys() == highest["percentile"].keys() and len(highest["minmax"]) > 30
+    assert all(highest["percentile"][k] <= highest["minmax"][k] * (1 + 1e-6) for k in highest["minmax"])
+    assert any(highest["percentile"][k] < 0.99 * highest["minmax"][k] for k in highest["minmax"])
+
+    class NoImages:
+        def __len__(self):
+            return 3
+
+        def __getitem__(self, index):
+            raise AssertionError("calibrated again")
+
+    quantize_int8(float_path, tmp_path / "again.onnx", NoImages(), None, ranges["minmax"])
+    assert read_metadata(tmp_path / "again.onnx")["int8"] == "1"
 
 
 def test_onnx_files_and_backends_are_checked(tmp_path):
