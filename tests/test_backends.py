@@ -208,7 +208,8 @@ def test_histogram_calibration_takes_images_of_many_sizes_and_its_ranges_are_reu
         def __getitem__(self, index):
             raise AssertionError("calibrated again")
 
-    quantize_int8(float_path, tmp_path / "again.onnx", NoImages(), None, ranges["minmax"])
+    minmax = {**config.DEPLOYMENT["int8"], "method": "minmax"}
+    quantize_int8(float_path, tmp_path / "again.onnx", NoImages(), minmax, ranges["minmax"])
     assert read_metadata(tmp_path / "again.onnx")["int8"] == "1"
 
 
