@@ -120,6 +120,11 @@ TRAINING = {
         # before the first step (not on --resume); ridge: lambda over the mean feature energy.
         adapter_init_batches=4,
         adapter_ridge=1e-3,
+        # The relative feature term's divisor is at least this share of the adapted student's
+        # energy at the same locations, which bounds the term by 2 (1 + 1 / floor) = 22 even
+        # where the teacher's features vanish (layers.distiller.relative_divisor); a trained
+        # teacher never reaches it (docs/DISTILLATION.md, the bounded relative term).
+        relative_floor=0.1,
     ),
 }
 

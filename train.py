@@ -29,7 +29,8 @@ from data import TrainTransform, WiderFaceDetection, detection_collate
 from backends import BACKENDS, build_predictor
 from detector import FaceDetector
 from layers import MultiBoxLoss, build_distiller, level_shapes, prior_boxes
-from layers.distiller import TERMS, add_statistics, describe_distiller, dominance_warning, warmup_factor
+from layers.distiller import (TERMS, add_statistics, dead_teacher_message, describe_distiller, dominance_warning,
+                              warmup_factor)
 from models import build_model
 from models.fusion import frozen_inference_copy
 from models.teacher import calibrate_task_convs, teacher_from_detector
@@ -359,15 +360,38 @@ class Trainer:
         return bool(self.args.max_iter) and self.iteration >= self.args.max_iter
 
     def _step(self, images, targets):
+        """One training iteration; bench/train_speed.py times the same calls one by one."""
         images, targets = self._inputs(images, targets)
-        with self.autocast():
-            outputs = self.train_model(images)
-            if self.teacher is not None:
-                teacher_outputs = self._teacher_outputs(images)
-        outputs = _to_float(outputs)
+        outputs = self._student_forward(images)
+        teacher_outputs = self._teacher_forward(images) if self.teacher is not None else None
         losses, match = self.criterion(outputs, self.priors, targets)
         if self.teacher is not None:
-            losses.update(self.train_distiller(outputs, _to_float(teacher_outputs), match, self.shapes))
+            losses.update(self._distillation_losses(outputs, teacher_outputs, match))
+        total = self._total_loss(losses)
+        self._update(total)
+        return {k: v.detach() for k, v in losses.items()}
+
+    def _student_forward(self, images):
+        with self.autocast():
+            return _to_float(self.train_model(images))
+
+    def _teacher_forward(self, images):
+        with self.autocast():
+            return _to_float(self._teacher_outputs(images))
+
+    def _distillation_losses(self, outputs, teacher_outputs, match):
+        """The distiller's terms; on a fresh run's first step, first the check that the
+        teacher's imitated features are not essentially zero (on every process)."""
+        if self.iteration == 0:
+            dead = self.distiller.dead_teacher_features(outputs, teacher_outputs, match, self.shapes)
+            if not all_ranks_agree(self.ctx, not dead):
+                raise TDKDError(f"{self.plan.teacher.path}: " + (dead_teacher_message(dead) if dead else
+                                "the teacher's features are essentially zero on another process"))
+        return self.train_distiller(outputs, teacher_outputs, match, self.shapes)
+
+    def _total_loss(self, losses):
+        """The weighted sum (distillation terms ramped up over the warm-up) in ``losses['total']``;
+        a non-finite total stops the run on every process."""
         weights = self.cfg["loss_weights"]
         ramp = warmup_factor(self.iteration, self.cfg.get("distill_warmup", 0))
         total = sum(weights[name] * (ramp if name in TERMS else 1.0) * value for name, value in losses.items())
@@ -376,11 +400,13 @@ class Trainer:
             terms = ", ".join(f"{k}={v.item():.6g}" for k, v in losses.items())
             raise TDKDError(f"non-finite loss at iteration {self.iteration + 1} ({terms}); training stopped, "
                             f"{self._last_good_checkpoint()}")
+        return total
+
+    def _update(self, total):
         self.optimizer.zero_grad(set_to_none=True)
         self.scaler.scale(total).backward()
         self.scaler.step(self.optimizer)
         self.scaler.update()
-        return {k: v.detach() for k, v in losses.items()}
 
     def _inputs(self, images, targets):
         """The batch on the device."""

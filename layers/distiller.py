@@ -22,6 +22,11 @@ ADAPTER_INITS = ("random", "zero", "lstsq")
 # or the squared difference over the teacher's squared features at the same locations
 # ("relative": a share of the teacher's feature energy, free of the teacher's scale).
 FEATURE_SCALES = ("absolute", "relative")
+# The relative term's divisor is at least this share of the adapted student's energy at the
+# same locations (``relative_divisor``): the term stays below 2 (1 + 1 / floor) = 22.
+RELATIVE_FLOOR = 0.1
+# A teacher's imitated features count as dead below this share of the student's RMS.
+DEAD_TEACHER_RATIO = 1e-4
 # Whether each level is normalised on its own and the levels summed (the paper), or the
 # selected locations of all levels pooled (each location weighs the same on every level).
 FEATURE_NORMALIZE = ("per_level", "all_levels")
@@ -53,6 +58,7 @@ def build_distiller(cfg, student_channels, teacher_channels):
                                   temperature=cfg["hinton_temperature"], train_adapters=cfg["train_adapters"],
                                   feature_scale=_choice(cfg, "feature_scale", FEATURE_SCALES),
                                   feature_normalize=_choice(cfg, "feature_normalize", FEATURE_NORMALIZE),
+                                  relative_floor=cfg["relative_floor"],
                                   probability_normalize=_choice(cfg, "probability_normalize", PROBABILITY_NORMALIZE))
 
 
@@ -63,7 +69,8 @@ def describe_distiller(cfg):
     init = cfg["adapter_init"] + (f" ({cfg['adapter_init_batches']} batches, ridge {cfg['adapter_ridge']:g})"
                                   if cfg["adapter_init"] == "lstsq" else "")
     probability = f"probability / {cfg['probability_normalize']}; " if weights.get("probability", 0) else ""
-    return (f"distiller {cfg['distiller']}: {terms}; features {cfg['feature_scale']}, {cfg['feature_normalize']}, "
+    scale = cfg["feature_scale"] + (f" (floor {cfg['relative_floor']:g})" if cfg["feature_scale"] == "relative" else "")
+    return (f"distiller {cfg['distiller']}: {terms}; features {scale}, {cfg['feature_normalize']}, "
             f"tasks {'+'.join(cfg['feature_tasks'])}, adapters {init}; {probability}"
             f"warm-up {cfg['distill_warmup']} iterations")
 
@@ -87,7 +94,7 @@ class TaskDecoupledDistiller(nn.Module):
     def __init__(self, student_channels, teacher_channels, num_levels=3, negpos_ratio=3,
                  probability_range=(0.1, 0.9), terms=("feature", "probability"), feature_tasks=FEATURE_TASKS,
                  temperature=4.0, train_adapters=True, feature_scale="absolute", feature_normalize="per_level",
-                 probability_normalize="uncertain"):
+                 probability_normalize="uncertain", relative_floor=RELATIVE_FLOOR):
         super().__init__()
         unknown = set(terms) - set(TERMS)
         if unknown:
@@ -110,6 +117,7 @@ class TaskDecoupledDistiller(nn.Module):
         self.temperature = temperature
         self.feature_scale = feature_scale
         self.feature_normalize = feature_normalize
+        self.relative_floor = relative_floor
         self.probability_normalize = probability_normalize
 
     def imitations(self, teacher, match, shapes):
@@ -135,7 +143,8 @@ class TaskDecoupledDistiller(nn.Module):
         for term, groups in self.imitations(teacher, match, shapes).items():
             for task, adapters, targets, masks in groups:
                 adapted = [adapters[level](feat) for level, feat in enumerate(student["features"])]
-                levels = level_feature_losses(adapted, targets, masks, self.feature_scale, self.feature_normalize)
+                levels = level_feature_losses(adapted, targets, masks, self.feature_scale, self.feature_normalize,
+                                              self.relative_floor)
                 parts.update({(term, task, level): loss for level, loss in enumerate(levels)})
         return parts
 
@@ -154,6 +163,20 @@ class TaskDecoupledDistiller(nn.Module):
         if "hinton" in self.terms:
             losses["hinton"] = hinton_loss(student["conf"], teacher["conf"], self.temperature)
         return losses
+
+    @torch.no_grad()
+    def dead_teacher_features(self, student, teacher, match, shapes):
+        """``[(term, task, teacher RMS, student RMS)]`` of the imitated teacher features whose
+        RMS over the selected locations of all levels is below ``DEAD_TEACHER_RATIO`` x the
+        student's SSH features there: nothing to imitate (an untrained teacher with folded
+        BatchNorm has features of RMS 1e-5 to 1e-11)."""
+        dead = []
+        for term, groups in self.imitations(teacher, match, shapes).items():
+            for task, _, targets, masks in groups:
+                teacher_rms, student_rms = _rms(targets, masks), _rms(student["features"], masks)
+                if student_rms > 0 and teacher_rms < DEAD_TEACHER_RATIO * student_rms:
+                    dead.append((term, task, teacher_rms, student_rms))
+        return dead
 
     def adapter_groups(self):
         """Every adapter list of this distiller."""
@@ -191,6 +214,22 @@ class TaskDecoupledDistiller(nn.Module):
                     _gram(feat, target, mask) for feat, target, mask in zip(student["features"], targets, masks)
                 ]
         return stats
+
+
+def _rms(maps, masks):
+    """Root mean square per channel of [B, C, H, W] maps over the [B, H, W] masks' locations
+    (0 where none is selected)."""
+    energy = sum((m.float().pow(2).sum(dim=1) * mask).sum().item() for m, mask in zip(maps, masks))
+    values = sum(mask.sum().item() * m.shape[1] for m, mask in zip(maps, masks))
+    return (energy / values) ** 0.5 if values else 0.0
+
+
+def dead_teacher_message(dead):
+    """One line for ``dead_teacher_features``' findings."""
+    found = "; ".join(f"{term} {task}: RMS {t:.2g} against the student's {s:.2g}" for term, task, t, s in dead)
+    return (f"the teacher's imitated features are essentially zero where the student imitates them ({found}): "
+            f"an untrained or broken teacher cannot be distilled; train one with --mode teacher "
+            f"(docs/TRAINING.md) or give the right --teacher_weights")
 
 
 def _gram(student_map, teacher_map, mask):
@@ -246,31 +285,48 @@ def location_masks(anchor_mask, shapes):
     ]
 
 
-def level_feature_losses(student_maps, teacher_maps, masks, scale="absolute", normalize="per_level"):
+def level_feature_losses(student_maps, teacher_maps, masks, scale="absolute", normalize="per_level",
+                         floor=RELATIVE_FLOOR):
     """One feature term per level (lists of [B, C, H, W] maps and [B, H, W] masks); the term
-    is their sum.
+    is their sum, computed in float32 whatever the maps' precision.
 
     ``absolute``: squared difference over max(1, 2 x selected locations); ``relative``: over
-    the teacher's squared features there. ``per_level``: each level divided by its own
-    divisor (the paper with ``absolute``); ``all_levels``: each level divided by the sum of
-    the divisors of all levels.
+    the teacher's squared features there, or ``floor`` x the (adapted) student's where that is
+    larger (``relative_divisor``). ``per_level``: each level divided by its own divisor (the
+    paper with ``absolute``); ``all_levels``: each level divided by the divisor of all levels.
     """
-    errors, divisors = [], []
+    errors, teacher_energy, student_energy = [], [], []
     for student, teacher, mask in zip(student_maps, teacher_maps, masks):
+        student, teacher, mask = student.float(), teacher.float(), mask.float()
         errors.append(((student - teacher).pow(2).sum(dim=1) * mask).sum())
-        if scale == "relative":
-            divisors.append((teacher.pow(2).sum(dim=1) * mask).sum().detach())
-        else:
-            divisors.append(2 * mask.sum())
-    floor = 1 if scale == "absolute" else 1e-12
+        teacher_energy.append((teacher.pow(2).sum(dim=1) * mask).sum().detach())
+        student_energy.append((student.pow(2).sum(dim=1) * mask).sum().detach())
+    if scale == "relative":
+        divisors = [relative_divisor(t, s, floor) for t, s in zip(teacher_energy, student_energy)]
+        pooled = relative_divisor(sum(teacher_energy), sum(student_energy), floor)
+    else:
+        divisors = [torch.clamp(2 * mask.sum(), min=1) for mask in masks]
+        pooled = torch.clamp(2 * sum(mask.sum() for mask in masks), min=1)
     if normalize == "all_levels":
-        divisors = [sum(divisors)] * len(errors)
-    return [error / torch.clamp(divisor, min=floor) for error, divisor in zip(errors, divisors)]
+        divisors = [pooled] * len(errors)
+    return [error / divisor for error, divisor in zip(errors, divisors)]
 
 
-def feature_loss(student_maps, teacher_maps, masks, scale="absolute", normalize="per_level"):
+def relative_divisor(teacher_energy, student_energy, floor=RELATIVE_FLOOR):
+    """The relative term's divisor: the teacher's energy at the selected locations, at least
+    ``floor`` x the student's there (and above 0: nothing selected gives 0, not 0 / 0).
+
+    Since ||s - t||^2 <= 2 ||s||^2 + 2 ||t||^2, the term is then at most 2 (1 + 1 / floor)
+    whatever the teacher's scale: a teacher whose features vanish where the student imitates
+    them cannot blow it up. A trained teacher's energy exceeds ``floor`` x the fitted student's,
+    so the floor leaves the plain ratio unchanged there (docs/METHOD.md §9).
+    """
+    return torch.clamp(torch.maximum(teacher_energy, floor * student_energy), min=torch.finfo(torch.float32).tiny)
+
+
+def feature_loss(student_maps, teacher_maps, masks, scale="absolute", normalize="per_level", floor=RELATIVE_FLOOR):
     """The feature term over the levels (``level_feature_losses`` summed)."""
-    return sum(level_feature_losses(student_maps, teacher_maps, masks, scale, normalize))
+    return sum(level_feature_losses(student_maps, teacher_maps, masks, scale, normalize, floor))
 
 
 def probability_loss(student_prob, teacher_prob, low=0.1, high=0.9, divisor=None):
