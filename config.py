@@ -111,9 +111,25 @@ TRAINING = {
         # Distillation terms (layers.distiller.TERMS): a zero weight turns a term off. The paper's
         # TDKD is feature + probability; the others are the ablation's baselines (bench/ablation.py).
         # The feature and probability weights come from the distiller.
-        loss_weights=dict(loc=2.0, conf=1.0, landm=1.0, feature_coupled=0.0, fitnet=0.0, hinton=0.0),
+        loss_weights=dict(loc=2.0, conf=1.0, landm=1.0, feature_coupled=0.0, fitnet=0.0, hinton=0.0, pkd=0.0,
+                          cwd=0.0),
         feature_tasks=["cls", "reg"],  # task features imitated by the 'feature' term
         hinton_temperature=4.0,
+        # CWD's temperature of the spatial softmax (the reference implementation's default, mmrazor).
+        cwd_temperature=1.0,
+        # The probability term beyond the paper (layers.distiller.ProbabilitySettings); these
+        # defaults are the paper's term. anchors: all / positives / near_faces (positive or IoU >=
+        # min_iou with a face); drop_contradicted: leave out anchors where the teacher's face
+        # probability is on the other side of 0.5 than the ground truth; form: squared / kl (KL of
+        # the class distributions at `temperature`, times T^2); gap_gamma: weight |p_t - p_s|^gamma;
+        # one_sided: no pull on a student already beyond the teacher toward the ground truth.
+        probability_anchors="all",
+        probability_min_iou=0.2,
+        probability_drop_contradicted=False,
+        probability_form="squared",
+        probability_temperature=2.0,
+        probability_gap_gamma=0.0,
+        probability_one_sided=False,
         # false: adapters frozen at their initialisation, as in the public code (docs/METHOD.md §9).
         train_adapters=True,
         # lstsq adapters: the ridge fit on this many training batches of the starting student
@@ -150,6 +166,9 @@ DISTILLERS = {
 # seed (quickstart schedule, seeds 0-2, minus the control: +0.76 / +0.83 / +1.51 AP;
 # probability weight 3: +0.23 / +0.72 / +2.23; weight 10: -0.36 / +1.10 / +2.39).
 DISTILLERS["features"] = dict(copy.deepcopy(DISTILLERS["relative"]), loss_weights=dict(feature=10.0, probability=0.0))
+# The public code as it runs: the paper's terms and weights with the adapters frozen at
+# PyTorch's random initialisation (its adapters are never given to the optimiser).
+DISTILLERS["public"] = dict(copy.deepcopy(DISTILLERS["paper"]), train_adapters=False)
 
 
 def select_distiller(cfg, name):
