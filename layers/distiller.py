@@ -20,7 +20,9 @@ TERMS = ("feature", "feature_coupled", "fitnet", "probability", "hinton", "pkd",
 FEATURE_TERMS = ("feature", "feature_coupled", "fitnet", "pkd", "cwd")
 # Feature terms compared over whole maps, bounded by construction: no location mask, no normaliser.
 WHOLE_MAP_TERMS = ("pkd", "cwd")
-# PKD's standardisation: (x - mean) / (std + PKD_EPS), as the reference implementation (mmrazor).
+# PKD's standardisation: (x - mean) / sqrt(variance + PKD_EPS^2): the reference implementation's
+# (x - mean) / (std + PKD_EPS) (mmrazor) but for channels with almost no variance, where its
+# gradient is infinite (a constant channel, e.g. a dead teacher fitted by the adapters).
 PKD_EPS = 1e-6
 FEATURE_TASKS = ("cls", "reg")
 DETECTION_TERMS = ("loc", "conf", "landm")
@@ -460,10 +462,11 @@ def hinton_loss(student_logits, teacher_logits, temperature):
 
 def standardised_channels(maps):
     """[B, C, H, W] -> [B, C, H x W]: each channel of each image less its mean over the
-    locations, over its standard deviation there (population) plus ``PKD_EPS``."""
-    flat = maps.flatten(2)
+    locations, over its standard deviation there (population, ``PKD_EPS`` squared added to the
+    variance); at least float32, where ``PKD_EPS`` squared is not 0."""
+    flat = maps.flatten(2).to(torch.promote_types(maps.dtype, torch.float32))
     centred = flat - flat.mean(dim=-1, keepdim=True)
-    return centred / (centred.pow(2).mean(dim=-1, keepdim=True).sqrt() + PKD_EPS)
+    return centred * torch.rsqrt(centred.pow(2).mean(dim=-1, keepdim=True) + PKD_EPS ** 2)
 
 
 def pearson_level_losses(student_maps, teacher_maps):
