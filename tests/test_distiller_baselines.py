@@ -94,8 +94,8 @@ def test_pkd_and_cwd_terms_through_the_distiller():
     losses = distiller(student, teacher, _match(), SHAPES)
     assert set(losses) == {"pkd", "cwd"}
     assert losses["pkd"].item() == pytest.approx(0.2 / 2, abs=1e-5)
-    # CWD of channel 0 at T = 1: softmax over (1, 3, 2, 4) against (1, 2, 3, 4): the same values
-    # at swapped places, KL = (e^2 - e^3)(2 - 3) / Z + (e^3 - e^2)(3 - 2) / Z... written out:
+    # CWD of channel 0 at T = 1: the softmaxes of (1, 2, 3, 4) and (1, 3, 2, 4) share Z = sum e^v;
+    # KL = sum t ln(t / s) over the 4 locations; channel 1 adds 0; over 2 channels
     z = sum(math.exp(v) for v in (1, 2, 3, 4))
     t = [math.exp(v) / z for v in (1, 2, 3, 4)]
     s = [math.exp(v) / z for v in (1, 3, 2, 4)]
