@@ -26,7 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import torch  # noqa: E402
 
 import train  # noqa: E402
-from config import network_config  # noqa: E402
+from config import COMMON, network_config  # noqa: E402
 from data.synthetic import generate_synthetic_widerface  # noqa: E402
 from models import build_model  # noqa: E402
 from models.teacher import batchnorm_statistics_from  # noqa: E402
@@ -75,14 +75,15 @@ def build_trainer(root, name, args):
 
 def _random_weights(root, network, task_heads):
     """Random weights of ``network``; a teacher's (task heads) with BatchNorm statistics from
-    random images: with its initial statistics a folded random teacher's features would be
-    ~1e-5 to 1e-11, which train.py refuses as a dead teacher."""
+    random pixels minus the mean: with its initial statistics a folded random teacher's features
+    would be ~1e-5 to 1e-11, which train.py refuses as a dead teacher."""
     path = root / f"{network}_{'task' if task_heads else 'plain'}.pth"
     if not path.exists():
         torch.manual_seed(0)
         model = build_model(network_config(network), task_heads=task_heads)
         if task_heads:
-            batchnorm_statistics_from(model, [50 * torch.randn(2, 3, 128, 128) for _ in range(2)])
+            mean = torch.tensor(COMMON["rgb_mean"]).view(1, 3, 1, 1)
+            batchnorm_statistics_from(model, [torch.randint(0, 256, (2, 3, 128, 128)).float() - mean])
         torch.save(model.state_dict(), path)
     return str(path)
 

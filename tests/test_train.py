@@ -7,7 +7,7 @@ import pytest
 import torch
 
 import train
-from config import network_config
+from config import COMMON, network_config
 from models import build_model
 from models.teacher import batchnorm_statistics_from
 from tests.conftest import REPO
@@ -19,11 +19,13 @@ SMALL = ["--img_dim", "64", "--batch_size", "2", "--max_epoch", "1", "--num_work
 
 
 def _teacher(path, network="mobile0.75"):
-    """A random teacher whose features are alive: BatchNorm statistics from random images
-    (with its initial ones train.py refuses it as a dead teacher)."""
+    """A random teacher whose features are alive: BatchNorm statistics from random images like
+    the tiny set's (pixels 0-59 minus the mean); with its initial ones train.py refuses it as a
+    dead teacher."""
     torch.manual_seed(1)
     teacher = build_model(network_config(network), task_heads=True)
-    batchnorm_statistics_from(teacher, [50 * torch.randn(2, 3, 64, 64)])
+    mean = torch.tensor(COMMON["rgb_mean"]).view(1, 3, 1, 1)
+    batchnorm_statistics_from(teacher, [torch.randint(0, 60, (2, 3, 64, 64)).float() - mean])
     torch.save(teacher.state_dict(), path)
     return str(path)
 
