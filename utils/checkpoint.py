@@ -2,10 +2,13 @@
 
 Reading never runs code from a file (``torch.load(weights_only=True)``); a file that needs
 pickled objects, or whose keys do not fit the model, is refused with one line naming it.
+A file that is not a PyTorch file is named for what it is (``not_weights``).
 Writing is atomic: a temporary file on the same file system, then ``os.replace``, so an
 interrupted write leaves the previous file, never a truncated one (weights, and the text
-files written beside them or as results). Also the weights' sidecar ``.json`` (network,
-activation) that ``train.py`` writes beside them.
+files written beside them or as results), and a link at the target is replaced, not
+followed. An output that cannot be written is one line (``cannot_write``, ``make_folder``,
+``writable_folder``). Also the weights' sidecar ``.json`` (network, activation) that
+``train.py`` writes beside them.
 """
 import json
 import os
