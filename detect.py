@@ -171,7 +171,8 @@ def run(args):
         args.trained_model, args.network, args.activation, device, args.backend, args.calibration,
         confidence_threshold=args.confidence_threshold, top_k=args.top_k, nms_threshold=args.nms_threshold,
         keep_top_k=args.keep_top_k)
-    writable_folder(args.save_folder)
+    if outputs or args.save_json:
+        writable_folder(args.save_folder)
     counts, results, failed = {}, {}, []
     for name, path, out in zip(names, inputs, drawn):
         try:

@@ -458,7 +458,7 @@ class Validator:
         network = build_predictor(trainer.args.val_backend, trainer.model.eval(), cfg, device=trainer.ctx.device)
         detector = FaceDetector(network, cfg, trainer.ctx.device)
         write_predictions(detector, self.images, self.names, self.predictions,
-                          origin_size=trainer.cfg["val_origin_size"], progress=False)
+                          origin_size=trainer.cfg["val_origin_size"], progress=False, max_pixels=trainer.cfg["max_pixels"])
         aps = evaluate_predictions(read_predictions(self.predictions), self.ground_truth).aps
         row = dict(epoch=epoch, iteration=trainer.iteration, **aps, mean=sum(aps.values()) / len(aps),
                    seconds=time.perf_counter() - start)

@@ -12,6 +12,7 @@ Every failure is one ``TDKDError`` line naming the file.
 import os
 import re
 import struct
+import sys
 import tempfile
 import threading
 import warnings
@@ -28,7 +29,7 @@ from .errors import TDKDError, located
 _RAN_OUT = ("premature end", "incomplete", "unexpected end")
 # OpenCV's log prefix, e.g. "[ERROR:0@0.099] global loadsave.cpp:1412 imdecode_ imdecode_(''): ".
 _OPENCV_PREFIX = re.compile(r"^\[\s*\w+:\d+@[\d.]+\]\s+global\s+\S+\s+\S+\s+(?:\S+\(''\):\s*)?")
-# ... and the location inside an OpenCV exception: "OpenCV(5.1.0) /io/.../bitstrm.cpp:59: error: (-2:Unspecified error) ".
+# ... and where an OpenCV exception was raised: "OpenCV(5.1.0) /io/.../bitstrm.cpp:59: error: (-2:...) ".
 _OPENCV_WHERE = re.compile(r"OpenCV\([^)]*\) \S+: error: \(-?\d+:[^)]*\) ")
 _JPEG_FRAMES = set(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}  # SOFn markers (not DHT, JPG, DAC)
 _STDERR = threading.Lock()  # file descriptor 2 is redirected while decoding: one decode at a time
@@ -174,22 +175,32 @@ def _read_bytes(path):
 
 
 def _decode(data):
-    """``cv2.imdecode`` of ``data`` and the lines the decoder wrote on stderr meanwhile."""
+    """``cv2.imdecode`` of ``data`` and the lines the decoder wrote on stderr meanwhile
+    (file descriptor 2, where libjpeg and libpng write, captured in a temporary file)."""
+    buffer = np.frombuffer(data, np.uint8)
     with _STDERR, tempfile.TemporaryFile() as captured:
-        saved = os.dup(2)
+        if sys.stderr is not None:
+            sys.stderr.flush()  # what Python wrote before goes to the real stderr
+        try:
+            saved = os.dup(2)
+        except OSError:  # no stderr to capture
+            return _imdecode(buffer)
         os.dup2(captured.fileno(), 2)
         try:
-            image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
-        except cv2.error as exc:
-            image = None
-            os.write(2, str(exc).strip().splitlines()[-1].encode())
+            image, errors = _imdecode(buffer)
         finally:
             os.dup2(saved, 2)
             os.close(saved)
         captured.seek(0)
-        text = captured.read().decode("utf-8", errors="replace")
-    return image, [_OPENCV_WHERE.sub("", _OPENCV_PREFIX.sub("", line)).strip() for line in text.splitlines()
-                   if line.strip()]
+        lines = captured.read().decode("utf-8", errors="replace").splitlines() + errors
+    return image, [_OPENCV_WHERE.sub("", _OPENCV_PREFIX.sub("", line)).strip() for line in lines if line.strip()]
+
+
+def _imdecode(buffer):
+    try:
+        return cv2.imdecode(buffer, cv2.IMREAD_COLOR), []
+    except cv2.error as exc:
+        return None, [str(exc).strip().splitlines()[-1]]
 
 
 def _ran_out(messages):
