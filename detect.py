@@ -21,8 +21,6 @@ import json
 import os
 import sys
 
-import cv2
-
 import config
 from backends import add_backend_arguments
 from detector import DEFAULT_WEIGHTS, FaceDetector, Faces

@@ -25,7 +25,6 @@ import time
 import warnings
 from dataclasses import dataclass
 
-import cv2
 import numpy as np
 import torch
 
