@@ -176,7 +176,7 @@ def test_every_entry_point_applies_the_pixel_limit(tmp_path, capsys):
     label.write_text("# 0--Tiny/a.jpg\n1 2 10 10\n")
     with pytest.raises(TDKDError, match=over):
         WiderFaceDetection(label, max_pixels=3000)[0]
-    assert len(FaceDetector.from_weights().detect(photo)) >= 0  # the default limit lets it through
+    FaceDetector.from_weights().detect(photo)  # the default limit lets it through
 
 
 @pytest.mark.parametrize("size", [0, 12000])
