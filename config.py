@@ -57,6 +57,14 @@ NETWORKS = {
 ACTIVATIONS = ("relu", "leaky")
 DEFAULT_ACTIVATION = "relu"
 
+# Images larger than this many pixels are refused before decoding (utils/images.py): a
+# 20000 x 20000 PNG of 1.2 MB decodes to 1.2 GB and costs several GB in training or detection.
+# WIDER FACE's images are 1024 pixels wide. Override: --max_pixels
+# (detect.py, test_widerface.py), max_pixels= (the Python API), --set max_pixels=N (train.py).
+MAX_IMAGE_PIXELS = 50_000_000
+# The largest train.py --img_dim (the recipes use 640 and 840).
+MAX_IMG_DIM = 4096
+
 COMMON = dict(
     momentum=0.9,
     weight_decay=5e-4,
@@ -65,6 +73,7 @@ COMMON = dict(
     overlap_threshold=0.35,
     negpos_ratio=7,
     num_workers=4,
+    max_pixels=MAX_IMAGE_PIXELS,
     seed=0,
     save_interval=10,
     # train.py --val_dataset: evaluate every val_interval epochs (and after the last), at the

@@ -36,7 +36,7 @@ from models.fusion import frozen_inference_copy
 from models.teacher import calibrate_task_convs, teacher_from_detector
 from test_widerface import read_val_list, write_predictions
 from train_inputs import build_run_config, plan_run  # noqa: F401 - train.build_run_config for tools and tests
-from utils.checkpoint import load_state, load_training_checkpoint, save_atomic, write_text_atomic
+from utils.checkpoint import load_state, load_training_checkpoint, save_atomic, writable_folder, write_text_atomic
 from utils.cli import HelpFormatter, add_device_argument
 from utils.distributed import all_ranks_agree, cleanup_distributed, init_distributed
 from utils.errors import TDKDError, exit_on_error, located
@@ -89,7 +89,8 @@ def parse_args(argv=None):
     p.add_argument("--max_iter", type=int, help="stop after this many iterations (smoke tests, benchmarks)")
     p.add_argument("-b", "--batch_size", type=int,
                    help="global batch, split over the processes; default: " + _recipe_default("batch_size"))
-    p.add_argument("--img_dim", type=int, help="training image size; default: " + _recipe_default("img_dim"))
+    p.add_argument("--img_dim", type=int,
+                   help=f"training image size, at most {config.MAX_IMG_DIM}; default: " + _recipe_default("img_dim"))
     p.add_argument("--lr", "--learning_rate", "--learning-rate", dest="lr", type=float,
                    help="initial learning rate; default: " + _recipe_default("lr"))
     p.add_argument("--max_epoch", type=int, help="default: " + _recipe_default("max_epoch"))
@@ -116,6 +117,9 @@ def parse_args(argv=None):
     if args.ngpu != 1:
         raise TDKDError(f"--ngpu {args.ngpu}: multi-GPU training runs through DistributedDataParallel; "
                         f"use 'torchrun --nproc_per_node={args.ngpu} train.py ...' instead")
+    if args.img_dim is not None and not 0 < args.img_dim <= config.MAX_IMG_DIM:
+        raise TDKDError(f"--img_dim {args.img_dim}: expected 1 to {config.MAX_IMG_DIM} pixels (config.MAX_IMG_DIM; "
+                        "the recipes use 640 or 840)")
     return args
 
 
@@ -233,7 +237,7 @@ class Trainer:
 
     def _build_data(self):
         dataset = WiderFaceDetection(self.args.training_dataset, TrainTransform(self.cfg["img_dim"], self.cfg["rgb_mean"]),
-                                     seed=self.cfg["seed"])
+                                     seed=self.cfg["seed"], max_pixels=self.cfg["max_pixels"])
         sampler = DistributedSampler(dataset, num_replicas=self.ctx.world_size, rank=self.ctx.rank,
                                      shuffle=True, seed=self.cfg["seed"])
         loader = DataLoader(dataset, batch_size=self.cfg["batch_size"] // self.ctx.world_size, sampler=sampler,
@@ -480,7 +484,7 @@ class Validator:
         network = build_predictor(trainer.args.val_backend, trainer.model.eval(), cfg, device=trainer.ctx.device)
         detector = FaceDetector(network, cfg, trainer.ctx.device)
         write_predictions(detector, self.images, self.names, self.predictions,
-                          origin_size=trainer.cfg["val_origin_size"], progress=False)
+                          origin_size=trainer.cfg["val_origin_size"], progress=False, max_pixels=trainer.cfg["max_pixels"])
         aps = evaluate_predictions(read_predictions(self.predictions), self.ground_truth).aps
         row = dict(epoch=epoch, iteration=trainer.iteration, **aps, mean=sum(aps.values()) / len(aps),
                    seconds=time.perf_counter() - start)
@@ -508,7 +512,7 @@ def run(args):
     try:
         plan = plan_run(args, ctx.world_size)  # every input checked before anything is written
         if ctx.is_main:
-            os.makedirs(plan.save_folder, exist_ok=True)
+            writable_folder(plan.save_folder)
         return Trainer(args, ctx, plan).fit()
     finally:
         cleanup_distributed(ctx)
