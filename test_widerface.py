@@ -79,7 +79,10 @@ def val_list_path(dataset_folder, explicit=None):
 
 def read_val_list(path):
     if not os.path.isfile(path):
-        raise TDKDError(located(path, "val list not found (give --list or --dataset_folder)"))
+        raise TDKDError(located(path, "val list not found (give --list or --dataset_folder); WIDER FACE val goes "
+                                      "there (docs/EVALUATION.md#wider-face-val), or test on the synthetic set: "
+                                      "python -m data.synthetic, then --dataset_folder data/synthetic/val/images/ "
+                                      "--origin_size"))
     with open(path) as handle:
         names = [line.strip() for line in handle if line.strip()]
     if not names:
