@@ -27,7 +27,7 @@ import train  # noqa: E402
 from config import network_config  # noqa: E402
 from data.synthetic import generate_synthetic_widerface  # noqa: E402
 from models import build_model  # noqa: E402
-from utils.distributed import init_distributed  # noqa: E402
+from utils.distributed import init_distributed, resolve_device  # noqa: E402
 from utils.cli import HelpFormatter, add_device_argument  # noqa: E402
 from utils.errors import exit_on_error  # noqa: E402
 
@@ -154,6 +154,7 @@ def _cycle(loader):
 @exit_on_error
 def main():
     args = parse_args()
+    resolve_device(args.device)  # before the data is made
     warnings.simplefilter("ignore")
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
