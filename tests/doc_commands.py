@@ -92,10 +92,12 @@ def expand_braces(word):
             for expanded in expand_braces(word[:match.start()] + choice + word[match.end():])]
 
 
-def argv_of(block_commands, extra=None):
-    """Each command of a block as an argv (variables set by ``NAME=value`` lines and braces
-    expanded, ``extra[program]`` appended), or a string where bash must run it."""
-    variables, argvs = {}, []
+def argv_of(block_commands, extra=None, variables=None):
+    """Each command of a block as an argv (braces and the ``variables`` set by ``NAME=value``
+    lines, here or in earlier blocks, expanded; ``extra[program]`` appended), or a string where
+    bash must run it."""
+    variables = {} if variables is None else variables
+    argvs = []
     for command in block_commands:
         assignment = re.fullmatch(r"([A-Za-z_]\w*)=(\S+)", command)
         if assignment:
@@ -143,10 +145,11 @@ def run_python(argv, cwd, output):
             sys.argv = [argv[1], *argv[2:]]
             sys.path[0] = str(cwd)
             runpy.run_module(argv[1], run_name="__main__", alter_sys=True)
-        else:
-            sys.argv = list(argv)
-            sys.path[0] = str((Path(cwd) / argv[0]).resolve().parent)
-            runpy.run_path(argv[0], run_name="__main__")
+        else:  # an absolute path, for the processes that the script's pools spawn
+            script = str(Path(cwd).absolute() / argv[0])
+            sys.argv = [script, *argv[1:]]
+            sys.path[0] = str(Path(script).resolve().parent)
+            runpy.run_path(script, run_name="__main__")
         status = 0
     except SystemExit as exc:
         status = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else (print(exc.code, file=sys.stderr) or 1))
