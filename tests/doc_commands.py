@@ -130,6 +130,14 @@ def make_sandbox(folder):
     return folder
 
 
+def exit_status(code):
+    """The exit status of ``sys.exit(code)``, printing a message as Python does."""
+    if code is None or isinstance(code, int):
+        return code or 0
+    print(code, file=sys.stderr)
+    return 1
+
+
 def run_python(argv, cwd, output):
     """Run ``python ARGV`` (a script or ``-m module``) in a fork; its exit status."""
     pid = os.fork()
@@ -151,8 +159,8 @@ def run_python(argv, cwd, output):
             sys.path[0] = str(Path(script).resolve().parent)
             runpy.run_path(script, run_name="__main__")
         status = 0
-    except SystemExit as exc:
-        status = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else (print(exc.code, file=sys.stderr) or 1))
+    except SystemExit as exc:  # sys.exit(): None, a status, or a message (status 1)
+        status = exit_status(exc.code)
     except BaseException:  # noqa: B902 -- the child reports every failure as a status
         traceback.print_exc()
     finally:

@@ -31,6 +31,14 @@ def marker_of(where, marker):
         pytest.fail(f"{where}: {exc}")
 
 
+def valid(marker):
+    try:
+        doc_commands.parse_marker(marker)
+        return True
+    except ValueError:
+        return False
+
+
 def is_run_here(kind):
     return kind in RUN_KINDS + ("needs widerface",) or (kind == "needs gpu" and not torch.cuda.is_available())
 
@@ -93,7 +101,7 @@ def doc_runs(tmp_path_factory):
     (root / "jobs.json").write_text(json.dumps(jobs))
     env = dict(os.environ, TDKD_CACHE=str(root / "cache"), OMP_NUM_THREADS="1", MPLBACKEND="Agg")
     subprocess.run([sys.executable, str(REPO / "tests" / "doc_commands.py"), str(root / "jobs.json"),
-                    str(root / "statuses.json")], check=True, env=env, cwd=str(root))
+                    str(root / "statuses.json")], check=True, env=env, cwd=str(root), timeout=900)
     statuses = json.loads((root / "statuses.json").read_text())
     results = {}
     for (where, argv), status, job in zip(owners, statuses, jobs):
@@ -101,14 +109,6 @@ def doc_runs(tmp_path_factory):
         assert where != "setup" or status == 0, f"setting up the quickstart stand-ins failed:\n{output}"
         results.setdefault(where, []).append((argv, status, output))
     return results
-
-
-def valid(marker):
-    try:
-        doc_commands.parse_marker(marker)
-        return True
-    except ValueError:
-        return False
 
 
 def shown(argv):
@@ -142,14 +142,14 @@ def test_every_documented_command_runs_or_says_what_it_needs(where, marker, cmds
 
 
 def test_the_doc_checks_catch_what_they_are_for(doc_runs, tmp_path, monkeypatch):
-    (argv, status, output), = doc_runs["old false_positives line"]
+    (_, status, output), = doc_runs["old false_positives line"]
     assert status == 2 and "argument --recall: invalid float value" in output
     (tmp_path / "A.md").write_text("```bash\npython detect.py photo.jpg\n```\n"
                                    "<!-- test: run small: detect.py --vis_thres 0.9 -->\n\n```bash\nQ=out\n"
                                    "python -m data.synthetic --out $Q/{a,b}  # two\n```\n"
                                    "<!-- test: needs coffee -->\n```bash\nmake tea\n```\n")
     monkeypatch.setattr(doc_commands, "REPO", tmp_path)
-    (first, no_marker, _), (_, marker, cmds), (_, unknown, _) = doc_commands.blocks("A.md")
+    (_, no_marker, _), (_, marker, cmds), (_, unknown, _) = doc_commands.blocks("A.md")
     assert no_marker is None
     kind, extra, _ = doc_commands.parse_marker(marker)
     assert kind == "run" and extra == {"detect.py": ["--vis_thres", "0.9"]}
