@@ -175,7 +175,8 @@ def calibration_images(folder=None, count=None, seed=None):
 def calibration_files(folder, count):
     """The first ``count`` images below ``folder`` by sorted relative path."""
     if not os.path.isdir(folder):
-        raise TDKDError(located(folder, "calibration folder not found"))
+        raise TDKDError(located(folder, "calibration folder not found; for WIDER FACE's train images see "
+                                        "docs/TRAINING.md#data; without a folder, synthetic images calibrate"))
     files = sorted(p for p in Path(folder).rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS)
     if not files:
         raise TDKDError(located(folder, f"no images ({', '.join(IMAGE_EXTENSIONS)}) below this folder"))

@@ -72,7 +72,9 @@ COMMON = dict(
     rgb_mean=[104, 117, 123],
     overlap_threshold=0.35,
     negpos_ratio=7,
-    num_workers=4,
+    # data loader processes: 4 as the public code, at most one per core this process may use
+    # (more only wait for a core and make torch warn)
+    num_workers=min(4, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1),
     max_pixels=MAX_IMAGE_PIXELS,
     seed=0,
     save_interval=10,

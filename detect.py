@@ -2,7 +2,7 @@
 
     python detect.py photo.jpg                          # shipped distilled student -> detections/photo.jpg
     python detect.py photos/ --recursive --save_json    # every image below photos/, + detections.json
-    python detect.py photo.jpg -m weights/mobile0.25_Final.pth --save_folder out/
+    python detect.py photo.jpg -m weights/tdkd_student_base.pth --save_folder out/
     python detect.py photos/ --backend onnxruntime      # faster, same faces (docs/DEPLOYMENT.md)
 
 Defaults are those of the public detect.py (Pytorch_Retinaface, as used by TDKD): keep scores

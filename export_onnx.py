@@ -2,7 +2,7 @@
 
     python export_onnx.py -o tdkd_student.onnx                  # the shipped distilled student
     python export_onnx.py -o tdkd_student_int8.onnx --int8      # INT8, calibrated on synthetic images
-    python export_onnx.py -m weights/mobile0.25_Final.pth -o student_int8.onnx --int8 \\
+    python export_onnx.py -m weights/tdkd_student_distilled.pth -o student_int8.onnx --int8 \\
         --calibration data/widerface/train/images/
 
 Input ``image``: float32 ``[batch, 3, height, width]``, a BGR image minus the mean

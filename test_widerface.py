@@ -83,7 +83,10 @@ def read_val_list(path):
     """The image names of a val list (``/event/name.jpg`` per line, relative to the dataset
     folder); a name leading out of it (``..``) is refused with its line."""
     if not os.path.isfile(path):
-        raise TDKDError(located(path, "val list not found (give --list or --dataset_folder)"))
+        raise TDKDError(located(path, "val list not found (give --list or --dataset_folder); WIDER FACE val goes "
+                                      "there (docs/EVALUATION.md#wider-face-val), or test on the synthetic set: "
+                                      "python -m data.synthetic, then --dataset_folder data/synthetic/val/images/ "
+                                      "--origin_size"))
     names = []
     with open(path) as handle:
         for number, line in enumerate(handle, start=1):

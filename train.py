@@ -96,7 +96,8 @@ def parse_args(argv=None):
     p.add_argument("--max_epoch", type=int, help="default: " + _recipe_default("max_epoch"))
     p.add_argument("--milestones", type=int, nargs="+",
                    help="epochs where the lr is multiplied by gamma; default: " + _recipe_default("milestones"))
-    p.add_argument("--num_workers", type=int, help=f"data loader processes; default: {config.COMMON['num_workers']}")
+    p.add_argument("--num_workers", type=int, help="data loader processes; default: 4 as the public code, at most one per core "
+                   f"(here: {config.COMMON['num_workers']})")
     p.add_argument("--momentum", type=float, help=f"default: {config.COMMON['momentum']}")
     p.add_argument("--weight_decay", type=float, help=f"default: {config.COMMON['weight_decay']}")
     p.add_argument("--gamma", type=float, help=f"lr factor at each milestone; default: {config.COMMON['gamma']}")

@@ -99,7 +99,7 @@ def plan_run(args, world_size=1):
         task_heads = args.mode == "teacher" and start.kind != "student"
         attempt(check_fit, start, task_heads)
     backbone = None
-    if start is None and not args.resume:
+    if start is None and not args.resume and not args.resume_net:  # a --resume_net that fails is reported above
         backbone = attempt(check_backbone, network, activation, args.backbone_weights)
     if args.resume:
         attempt(check_resume, args.resume, args.mode, network)

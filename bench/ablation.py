@@ -47,7 +47,7 @@ def parse_args(argv=None):
     p.add_argument("--teacher_weights", help="default: the shipped config.QUICKSTART['teacher_weights']")
     p.add_argument("--student_weights", help="default: the shipped config.QUICKSTART['student_weights']")
     p.add_argument("--report", action="store_true", help="train nothing: the table of the runs finished with the current settings, "
-                   "teacher and student")
+                   "teacher and student (nothing to probe and no table where none is)")
     p.add_argument("--schedule_scale", type=int, default=1, help="epochs and milestones times this")
     p.add_argument("--no_probe", action="store_true", help="leave the probe column empty (it takes ~1 min per new run)")
     p.add_argument("--data_seed", type=int, default=config.QUICKSTART["data"]["seed"],
@@ -122,6 +122,10 @@ def main(argv=None):
             results[row][seed] = test_and_evaluate(weights, out / "data", folder, f"{row} seed {seed}")
             if not args.no_probe:
                 probes[row][seed] = cached_task_share(weights, teacher, network, out / "data", folder)
+    if args.report and not any(results.values()):
+        print(f"no run of these rows and seeds is finished with the current settings in {out}; "
+              "bench/ablation.py without --report trains them")
+        return
     start_probe = None if args.no_probe else cached_task_share(student, teacher, network, out / "data",
                                                                out / "student_eval")
     table = markdown_table(results, args.seeds, probes, start_probe)

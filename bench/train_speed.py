@@ -30,7 +30,7 @@ from config import COMMON, network_config  # noqa: E402
 from data.synthetic import generate_synthetic_widerface  # noqa: E402
 from models import build_model  # noqa: E402
 from models.teacher import batchnorm_statistics_from  # noqa: E402
-from utils.distributed import init_distributed  # noqa: E402
+from utils.distributed import init_distributed, resolve_device  # noqa: E402
 from utils.cli import HelpFormatter, add_device_argument  # noqa: E402
 from utils.errors import exit_on_error  # noqa: E402
 
@@ -166,6 +166,7 @@ def _cycle(loader):
 @exit_on_error
 def main(argv=None):
     args = parse_args(argv)
+    resolve_device(args.device)  # before the data is made
     warnings.simplefilter("ignore")
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)

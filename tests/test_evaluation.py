@@ -443,6 +443,19 @@ def test_bootstrap_of_a_run_against_itself_is_zero_and_against_a_better_run_posi
     assert "| same | easy | +0.00 | +0.00 to +0.00 | 0 % |" in table and "| mean | hard |" in table
 
 
+def test_bootstrap_pairs_are_named_by_their_folders_less_the_shared_root():
+    from bench.ap_bootstrap import pair_names
+
+    q = "outputs/quickstart"
+    assert pair_names([f"{q}/seed0/student_more/predictions", f"{q}/seed1/student_more/predictions"],
+                      [f"{q}/seed0/tdkd/predictions", f"{q}/seed1/tdkd/predictions"]) == \
+        (q, ["seed0/student_more/predictions vs seed0/tdkd/predictions",
+             "seed1/student_more/predictions vs seed1/tdkd/predictions"])
+    assert pair_names(["work/predictions"], ["outputs/predictions"]) == \
+        ("", ["work/predictions vs outputs/predictions"])
+    assert pair_names(["a/p"], ["a/p"]) == ("a", ["p vs p"])
+
+
 @pytest.mark.parametrize("score_values", [np.array([2.0, 3.0, 3.0, 4.5]), np.array([-3.0, -2.5, -1.0])])
 def test_scores_outside_zero_one_use_the_seeded_range(tmp_path, score_values):
     """All scores above 1 (or below 0): the public range keeps its seed 1 (or 0) as an end."""

@@ -135,6 +135,13 @@ def test_missing_teacher_is_one_clear_error(tmp_path):
     assert result.returncode != 0 and "none.pth: no such teacher" in result.stderr
 
 
+def test_a_report_with_no_finished_run_says_so_and_probes_nothing(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(ablation, "cached_task_share", lambda *a: pytest.fail("probed with no finished run"))
+    ablation.main(["--report", "--out", str(tmp_path)])
+    assert f"no run of these rows and seeds is finished with the current settings in {tmp_path}" in capsys.readouterr().out
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_ablation_rows_are_distiller_settings():
     rows = config.ABLATION["rows"]
     assert rows["control"][1] is None and rows["tdkd"][1] == []

@@ -95,7 +95,9 @@ def read_predictions(pred_dir):
     trailing '.', 'j', 'p', 'g'); a later file with the same key replaces an earlier one.
     """
     if not os.path.isdir(pred_dir):
-        raise TDKDError(located(pred_dir, "prediction folder not found"))
+        raise TDKDError(located(pred_dir, "prediction folder not found; test_widerface.py writes it: python "
+                                          f"test_widerface.py --save_folder {pred_dir} on WIDER FACE val or the "
+                                          "synthetic set (docs/EVALUATION.md)"))
     predictions = {}
     for event in os.scandir(pred_dir):
         if not event.is_dir():
