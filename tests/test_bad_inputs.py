@@ -230,8 +230,8 @@ def no_gpu(monkeypatch):
 
 
 @pytest.mark.parametrize("name, message", [
-    ("cuda", "device 'cuda': no CUDA GPU is available on this machine; use 'cpu'"),
-    ("cuda:3", "device 'cuda:3': no CUDA GPU is available on this machine; use 'cpu'"),
+    ("cuda", "device 'cuda': no CUDA GPU is available on this machine; run on the CPU with --device cpu"),
+    ("cuda:3", "device 'cuda:3': no CUDA GPU is available on this machine; run on the CPU with --device cpu"),
     ("gpu", "device 'gpu': not a device here; use 'cpu', 'cuda' or 'cuda:N'"),
     ("mps", "device 'mps': not a device here; use 'cpu', 'cuda' or 'cuda:N'"),
 ])

@@ -33,7 +33,7 @@ def resolve_device(name):
     if device is None or device.type not in ("cpu", "cuda"):
         raise TDKDError(f"device {name!r}: not a device here; use 'cpu', 'cuda' or 'cuda:N'")
     if device.type == "cuda" and not torch.cuda.is_available():
-        raise TDKDError(f"device {name!r}: no CUDA GPU is available on this machine; use 'cpu'")
+        raise TDKDError(f"device {name!r}: no CUDA GPU is available on this machine; run on the CPU with --device cpu")
     if device.type == "cuda" and (device.index or 0) >= torch.cuda.device_count():
         count = torch.cuda.device_count()
         raise TDKDError(f"device {name!r}: this machine has {count} CUDA GPU{'s' * (count > 1)} "
