@@ -3,7 +3,7 @@
     python detect.py photo.jpg                          # shipped distilled student -> detections/photo.jpg
     python detect.py photos/ --recursive --save_json    # every image below photos/, + detections.json
     python detect.py photo.jpg -m weights/mobile0.25_Final.pth --save_folder out/
-    python detect.py photos/ --backend onnxruntime      # faster, same faces (docs/DEPLOYMENT.md)
+    python detect.py photos/ --backend eager            # the public code's detections, bit for bit
 
 Defaults are those of the public detect.py (Pytorch_Retinaface, as used by TDKD): keep scores
 > 0.02, top 5000, NMS at IoU 0.4, keep 750, draw and count faces scoring >= 0.6, image at its
@@ -26,6 +26,7 @@ from detector import DEFAULT_WEIGHTS, FaceDetector, Faces
 from utils.checkpoint import write_text_atomic
 from utils.cli import HelpFormatter, add_device_argument
 from utils.errors import TDKDError, exit_on_error, located
+from utils.threads import add_threads_argument, set_threads
 from utils.visualize import draw_detections
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
@@ -44,6 +45,7 @@ def parse_args(argv=None):
     p.add_argument("--cpu", action="store_true", help="same as --device cpu")
     add_device_argument(p)
     add_backend_arguments(p)
+    add_threads_argument(p)
     p.add_argument("--save_folder", default="./detections/",
                    help="where the drawn images (same names, subfolders mirrored) and --save_json go")
     p.add_argument("-s", "--save_image", action=argparse.BooleanOptionalAction, default=True,
@@ -125,6 +127,7 @@ def run(args):
     refuse_overwriting(inputs, (outputs if args.save_image else []) + ([json_path] if args.save_json else []))
 
     device = "cpu" if args.cpu else args.device
+    set_threads(args.threads)
     detector = FaceDetector.from_weights(
         args.trained_model, args.network, args.activation, device, args.backend, args.calibration,
         confidence_threshold=args.confidence_threshold, top_k=args.top_k, nms_threshold=args.nms_threshold,
