@@ -67,9 +67,10 @@ def _onnx_cache(tmp_path_factory):
 
 
 @pytest.fixture(autouse=True)
-def _one_thread():
+def _one_thread(monkeypatch):
     """The suite's models and images are small: they gain nothing from threads, and lose much
-    on a busy 2-core machine."""
+    on a busy 2-core machine. (The scripts' automatic thread count follows OMP_NUM_THREADS.)"""
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     yield
