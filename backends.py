@@ -19,6 +19,7 @@ of the whole file in a ``.sha256`` file beside it; a file whose checksum or key 
 (replaced, corrupted, truncated) is rebuilt, with one line on stderr saying so.
 """
 import hashlib
+import importlib.util
 import inspect
 import io
 import json
@@ -312,9 +313,10 @@ def onnx_for_weights(model, cfg, weights, int8=False, calibration=None, cache=No
 
 def default_backend(device="cpu"):
     """The fastest backend whose detections match eager's (every face at IoU >= 0.99, scores
-    within 1e-4; docs/SPEED.md): onnxruntime on a CPU. On a GPU eager, as this ONNX Runtime
-    runs on the CPU only."""
-    return "onnxruntime" if torch.device(device).type == "cpu" else "eager"
+    within 1e-4; docs/SPEED.md): onnxruntime on a CPU where it is installed. On a GPU eager,
+    as this ONNX Runtime runs on the CPU only."""
+    on_cpu = torch.device(device).type == "cpu"
+    return "onnxruntime" if on_cpu and importlib.util.find_spec("onnxruntime") else "eager"
 
 
 def build_predictor(backend, model, cfg, weights=None, device="cpu", calibration=None, cache=None):

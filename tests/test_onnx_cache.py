@@ -113,3 +113,9 @@ def test_the_int8_key_covers_the_calibration_images_contents(tmp_path):
     path.write_bytes(bytes(data))
     assert backends.calibration_digest(tmp_path) != before
     assert backends.calibration_digest(None) != before
+
+
+def test_the_default_backend_is_onnxruntime_on_a_cpu_where_installed(monkeypatch):
+    assert backends.default_backend("cpu") == "onnxruntime" and backends.default_backend("cuda:0") == "eager"
+    monkeypatch.setattr(backends.importlib.util, "find_spec", lambda name: None)
+    assert backends.default_backend("cpu") == "eager"
