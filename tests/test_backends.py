@@ -270,3 +270,13 @@ def test_validation_during_training_runs_in_onnxruntime(tiny_dataset, tmp_path):
     assert len(counts["eager"]) == 2 and sum(counts["eager"]) > 0 and counts["eager"] == counts["onnxruntime"]
     for setting in ("easy", "medium", "hard"):
         assert rows["onnxruntime"][setting] == pytest.approx(rows["eager"][setting], abs=1e-3)
+
+
+def test_the_speed_benchmark_times_the_public_pipeline_on_eager():
+    """bench/infer_speed.py's public pipeline runs the eager model, whatever the API's default."""
+    from bench import infer_speed
+
+    pipelines = infer_speed.build_pipelines(infer_speed.parse_args(["--backends", "torch", "-m", STUDENT]),
+                                            STUDENT, "cpu")
+    assert sorted(pipelines) == [infer_speed.PUBLIC, "torch"]
+    assert isinstance(pipelines[infer_speed.PUBLIC].model, torch.nn.Module)
