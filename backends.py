@@ -37,7 +37,7 @@ import torch
 import config
 from models import DeployableRetinaFace
 from models.fusion import frozen_inference_copy
-from utils.checkpoint import write_bytes_atomic, write_text_atomic
+from utils.checkpoint import writable_folder, write_bytes_atomic, write_text_atomic
 from utils.errors import TDKDError, located
 from utils.inference import network_input
 
@@ -51,7 +51,23 @@ IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
 
 def cache_folder():
     """Where exported and quantised graphs are kept: ``$TDKD_CACHE``, else ``~/.cache/tdkd``."""
-    return Path(os.environ.get("TDKD_CACHE") or Path.home() / ".cache" / "tdkd")
+    if os.environ.get("TDKD_CACHE"):
+        return Path(os.environ["TDKD_CACHE"])
+    try:
+        return Path.home() / ".cache" / "tdkd"
+    except RuntimeError:  # no HOME and no home folder in the user database
+        raise TDKDError(f"no home folder for the ONNX cache; {CACHE_HINT}") from None
+
+
+CACHE_HINT = "set TDKD_CACHE to a writable folder"
+
+
+def writable_cache(folder):
+    """The cache ``folder`` made and writable, or one line saying why not and how to choose another."""
+    try:
+        return writable_folder(folder)
+    except TDKDError as exc:
+        raise TDKDError(f"{exc} (the ONNX cache folder: {CACHE_HINT})") from None
 
 
 # ---------------------------------------------------------------- PyTorch
@@ -279,6 +295,7 @@ def cached_onnx(path, key, make, what):
     problem = cache_problem(path, key) if path.exists() else None
     if path.exists() and problem is None:
         return path
+    writable_cache(path.parent)
     start = time.perf_counter()
     make(path, {CACHE_KEY: key})
     write_text_atomic(_digest(path.read_bytes()) + "\n", checksum_path(path))
