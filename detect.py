@@ -3,7 +3,7 @@
     python detect.py photo.jpg                          # shipped distilled student -> detections/photo.jpg
     python detect.py photos/ --recursive --save_json    # every image below photos/, + detections.json
     python detect.py photo.jpg -m weights/tdkd_student_base.pth --save_folder out/
-    python detect.py photos/ --backend onnxruntime      # faster, same faces (docs/DEPLOYMENT.md)
+    python detect.py photos/ --backend eager            # the public code's detections, bit for bit
 
 Defaults are those of the public detect.py (Pytorch_Retinaface, as used by TDKD): keep scores
 > 0.02, top 5000, NMS at IoU 0.4, keep 750, draw and count faces scoring >= 0.6, image at its
@@ -28,6 +28,7 @@ from utils.checkpoint import writable_folder, write_text_atomic
 from utils.cli import HelpFormatter, add_device_argument
 from utils.errors import TDKDError, exit_on_error, located
 from utils.images import read_image, write_image
+from utils.threads import add_threads_argument, set_threads
 from utils.visualize import draw_detections
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
@@ -46,6 +47,7 @@ def parse_args(argv=None):
     p.add_argument("--cpu", action="store_true", help="same as --device cpu")
     add_device_argument(p)
     add_backend_arguments(p)
+    add_threads_argument(p)
     p.add_argument("--save_folder", default="./detections/",
                    help="where the drawn images (same names, subfolders mirrored) and --save_json go")
     p.add_argument("-s", "--save_image", action=argparse.BooleanOptionalAction, default=True,
@@ -165,6 +167,7 @@ def run(args):
         refuse_mixing(args.save_folder, outputs, args.save_json, args.overwrite)
 
     device = "cpu" if args.cpu else args.device
+    set_threads(args.threads)
     detector = FaceDetector.from_weights(
         args.trained_model, args.network, args.activation, device, args.backend, args.calibration,
         confidence_threshold=args.confidence_threshold, top_k=args.top_k, nms_threshold=args.nms_threshold,

@@ -33,6 +33,7 @@ from detector import DEFAULT_WEIGHTS, load_detector
 from utils.checkpoint import cannot_write
 from utils.cli import HelpFormatter
 from utils.errors import TDKDError, exit_on_error, located
+from utils.threads import add_threads_argument, set_threads
 
 export = export_onnx  # the name other tools import
 # Largest absolute difference of any raw output between onnxruntime and PyTorch that a float
@@ -64,6 +65,7 @@ def parse_args(argv=None):
     p.add_argument("--calibration", metavar="FOLDER",
                    help="--int8: calibrate on the images below FOLDER (e.g. WIDER FACE train images); "
                         "default: synthetic training images")
+    add_threads_argument(p)
     args = p.parse_args(argv)
     if args.calibration and not args.int8:
         p.error("--calibration is for --int8")
@@ -73,6 +75,7 @@ def parse_args(argv=None):
 @exit_on_error
 def main(argv=None):
     args = parse_args(argv)
+    set_threads(args.threads)
     model, cfg = load_detector(args.trained_model, args.network, args.activation)
     metadata = {"network": cfg["name"], "activation": cfg["activation"]}
     try:

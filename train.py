@@ -41,6 +41,7 @@ from utils.cli import HelpFormatter, add_device_argument
 from utils.distributed import all_ranks_agree, cleanup_distributed, init_distributed
 from utils.errors import TDKDError, exit_on_error, located
 from utils.logger import CSVLogger, read_log
+from utils.threads import add_threads_argument, set_threads
 
 def _recipe_default(key):
     """How the default of a recipe flag is chosen, for ``--help``."""
@@ -81,6 +82,7 @@ def parse_args(argv=None):
     p.add_argument("--save_folder",
                    help="where logs, checkpoints and weights go; default: outputs/train/<mode>_<network>")
     add_device_argument(p)
+    add_threads_argument(p, training=True)
     p.add_argument("--ngpu", type=int, default=1,
                    help="the public code's DataParallel GPU count; here only 1 is accepted: use torchrun for more")
     p.add_argument("--amp", action="store_true", help="mixed precision (float16 on CUDA, bfloat16 on CPU)")
@@ -509,6 +511,7 @@ def _to_float(outputs):
 
 def run(args):
     """Train as ``args`` says; returns the trained model (each rank its own copy)."""
+    set_threads(args.threads, training=True)
     ctx = init_distributed(args.device)
     try:
         plan = plan_run(args, ctx.world_size)  # every input checked before anything is written

@@ -138,11 +138,11 @@ def build_pipelines(args, weights, device):
             compiled.clock = clock
             pipelines["torch + compile"] = compiled
         if backend == "eager" and args.half:
-            half = FaceDetector(HalfPrecision(FaceDetector.from_weights(weights, device=device).model),
-                                detector.cfg, device)
+            eager = FaceDetector.from_weights(weights, device=device, backend="eager")
+            half = FaceDetector(HalfPrecision(eager.model), detector.cfg, device)
             half.clock = clock
             pipelines["eager float16"] = half
-    reference = FaceDetector.from_weights(weights, device=device)
+    reference = FaceDetector.from_weights(weights, device=device, backend="eager")  # the public forward
     reference.clock = clock
     pipelines[PUBLIC] = Public(reference)
     return pipelines

@@ -650,3 +650,11 @@ def test_missing_files_count_as_no_detections_with_one_warning(tmp_path, capsys)
     for event, name in [("1--ev", f"1_img_{i}") for i in range(4)] + [("2--ev", "2_img_3")]:
         write_prediction(pred_dir / event / f"{name}.txt", name, [])
     assert_same_as_oracle(result, pred_dir, gt_dir)
+
+
+def test_evaluator_import_does_not_load_torch():
+    """The evaluator needs numpy and scipy only: importing PyTorch would cost it about a second."""
+    code = "import sys, widerface_evaluate.evaluation; print('torch' in sys.modules)"
+    run = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr
+    assert run.stdout == "False\n"
