@@ -38,7 +38,7 @@ from test_widerface import read_val_list, write_predictions
 from train_inputs import build_run_config, plan_run, resume_command  # noqa: F401 - build_run_config for tools
 from utils.checkpoint import load_state, save_atomic, write_text_atomic
 from utils.cli import HelpFormatter, add_device_argument
-from utils.distributed import all_ranks_agree, cleanup_distributed, init_distributed
+from utils.distributed import all_ranks_agree, cleanup_distributed, finish_distributed, init_distributed
 from utils.errors import TDKDError, exit_on_error, located
 from utils.logger import CSVLogger, read_log
 
@@ -550,7 +550,9 @@ def run(args):
         plan = plan_run(args, ctx.world_size)  # every input checked before anything is written
         if ctx.is_main:
             os.makedirs(plan.save_folder, exist_ok=True)
-        return Trainer(args, ctx, plan).fit()
+        model = Trainer(args, ctx, plan).fit()
+        finish_distributed(ctx)
+        return model
     finally:
         cleanup_distributed(ctx)
 
