@@ -77,7 +77,9 @@ def parse_args(argv=None):
     p.add_argument("--resume_net",
                    help="initial weights of the trained network (plain state dict); default in distillation "
                         f"mode: {config.DISTILLATION_START} (the published base student, as the public code's ./base.pth)")
-    p.add_argument("--resume", help="full training checkpoint (checkpoint_last.pth) to continue from")
+    p.add_argument("--resume", help="full training checkpoint (checkpoint_last.pth) to continue from, where it "
+                                    "stopped, with its settings (a flag given may change only what a resume can "
+                                    "honour: docs/TRAINING.md)")
     p.add_argument("--save_folder",
                    help="where logs, checkpoints and weights go; default: outputs/train/<mode>_<network>")
     add_device_argument(p)
