@@ -29,7 +29,7 @@ import torch
 import config
 from models import DeployableRetinaFace
 from models.fusion import frozen_inference_copy
-from utils.checkpoint import write_bytes_atomic
+from utils.checkpoint import writable_folder, write_bytes_atomic
 from utils.errors import TDKDError, located
 from utils.inference import network_input
 
@@ -43,7 +43,23 @@ IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
 
 def cache_folder():
     """Where exported and quantised graphs are kept: ``$TDKD_CACHE``, else ``~/.cache/tdkd``."""
-    return Path(os.environ.get("TDKD_CACHE") or Path.home() / ".cache" / "tdkd")
+    if os.environ.get("TDKD_CACHE"):
+        return Path(os.environ["TDKD_CACHE"])
+    try:
+        return Path.home() / ".cache" / "tdkd"
+    except RuntimeError:  # no HOME and no home folder in the user database
+        raise TDKDError(f"no home folder for the ONNX cache; {CACHE_HINT}") from None
+
+
+CACHE_HINT = "set TDKD_CACHE to a writable folder"
+
+
+def writable_cache(folder):
+    """The cache ``folder`` made and writable, or one line saying why not and how to choose another."""
+    try:
+        return writable_folder(folder)
+    except TDKDError as exc:
+        raise TDKDError(f"{exc} (the ONNX cache folder: {CACHE_HINT})") from None
 
 
 # ---------------------------------------------------------------- PyTorch
@@ -229,6 +245,7 @@ def onnx_for_weights(model, cfg, weights, int8=False, calibration=None, cache=No
     key = [weights_hash, meta, OPSET, torch.__version__]
     float_path = cache / f"{Path(weights).stem}-{_digest(*key)}.onnx"
     if not float_path.exists():
+        writable_cache(cache)
         export_onnx(model, float_path, metadata=meta)
     if not int8:
         return float_path
@@ -238,6 +255,7 @@ def onnx_for_weights(model, cfg, weights, int8=False, calibration=None, cache=No
     key += [onnxruntime.__version__, config.DEPLOYMENT, files]
     int8_path = cache / f"{Path(weights).stem}-int8-{_digest(*key)}.onnx"
     if not int8_path.exists():
+        writable_cache(cache)
         quantize_int8(float_path, int8_path, calibration_images(calibration))
     return int8_path
 

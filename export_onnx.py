@@ -30,6 +30,7 @@ import torch
 import config
 from backends import INPUT, OPSET, OUTPUTS, calibration_images, export_onnx, quantize_int8
 from detector import DEFAULT_WEIGHTS, load_detector
+from utils.checkpoint import cannot_write
 from utils.cli import HelpFormatter
 from utils.errors import TDKDError, exit_on_error, located
 
@@ -83,7 +84,7 @@ def main(argv=None):
         else:
             export(model, args.output, args.opset, metadata)
     except OSError as exc:
-        raise TDKDError(located(args.output, f"cannot write ({exc.strerror or exc})")) from None
+        raise cannot_write(args.output, exc) from None
     size = os.path.getsize(args.output)
     kind = "INT8 " if args.int8 else ""
     print(f"{args.output}: {kind}opset {args.opset}, {size / 2**20:.2f} MiB ({size} bytes); input {INPUT} "

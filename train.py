@@ -30,13 +30,14 @@ from data import TrainTransform, WiderFaceDetection, detection_collate
 from backends import BACKENDS, build_predictor
 from detector import FaceDetector
 from layers import MultiBoxLoss, build_distiller, level_shapes, prior_boxes
-from layers.distiller import TERMS, add_statistics, describe_distiller, dominance_warning, warmup_factor
+from layers.distiller import (TERMS, add_statistics, dead_teacher_message, describe_distiller, dominance_warning,
+                              warmup_factor)
 from models import build_model
 from models.fusion import frozen_inference_copy
 from models.teacher import calibrate_task_convs, teacher_from_detector
 from test_widerface import read_val_list, write_predictions
 from train_inputs import build_run_config, plan_run, resume_command  # noqa: F401 - build_run_config for tools
-from utils.checkpoint import load_state, save_atomic, write_text_atomic
+from utils.checkpoint import load_state, save_atomic, writable_folder, write_text_atomic
 from utils.cli import HelpFormatter, add_device_argument
 from utils.distributed import all_ranks_agree, cleanup_distributed, finish_distributed, init_distributed
 from utils.errors import TDKDError, exit_on_error, located
@@ -91,7 +92,8 @@ def parse_args(argv=None):
     p.add_argument("--max_iter", type=int, help="stop after this many iterations (smoke tests, benchmarks)")
     p.add_argument("-b", "--batch_size", type=int,
                    help="global batch, split over the processes; default: " + _recipe_default("batch_size"))
-    p.add_argument("--img_dim", type=int, help="training image size; default: " + _recipe_default("img_dim"))
+    p.add_argument("--img_dim", type=int,
+                   help=f"training image size, at most {config.MAX_IMG_DIM}; default: " + _recipe_default("img_dim"))
     p.add_argument("--lr", "--learning_rate", "--learning-rate", dest="lr", type=float,
                    help="initial learning rate; default: " + _recipe_default("lr"))
     p.add_argument("--max_epoch", type=int, help="default: " + _recipe_default("max_epoch"))
@@ -119,6 +121,9 @@ def parse_args(argv=None):
     if args.ngpu != 1:
         raise TDKDError(f"--ngpu {args.ngpu}: multi-GPU training runs through DistributedDataParallel; "
                         f"use 'torchrun --nproc_per_node={args.ngpu} train.py ...' instead")
+    if args.img_dim is not None and not 0 < args.img_dim <= config.MAX_IMG_DIM:
+        raise TDKDError(f"--img_dim {args.img_dim}: expected 1 to {config.MAX_IMG_DIM} pixels (config.MAX_IMG_DIM; "
+                        "the recipes use 640 or 840)")
     return args
 
 
@@ -240,7 +245,7 @@ class Trainer:
 
     def _build_data(self):
         dataset = WiderFaceDetection(self.args.training_dataset, TrainTransform(self.cfg["img_dim"], self.cfg["rgb_mean"]),
-                                     seed=self.cfg["seed"])
+                                     seed=self.cfg["seed"], max_pixels=self.cfg["max_pixels"])
         sampler = ResumableSampler(dataset, num_replicas=self.ctx.world_size, rank=self.ctx.rank,
                                    shuffle=True, seed=self.cfg["seed"])
         loader = DataLoader(dataset, batch_size=self.cfg["batch_size"] // self.ctx.world_size, sampler=sampler,
@@ -409,15 +414,38 @@ class Trainer:
                         tqdm.write(warning)
 
     def _step(self, images, targets):
+        """One training iteration; bench/train_speed.py times the same calls one by one."""
         images, targets = self._inputs(images, targets)
-        with self.autocast():
-            outputs = self.train_model(images)
-            if self.teacher is not None:
-                teacher_outputs = self._teacher_outputs(images)
-        outputs = _to_float(outputs)
+        outputs = self._student_forward(images)
+        teacher_outputs = self._teacher_forward(images) if self.teacher is not None else None
         losses, match = self.criterion(outputs, self.priors, targets)
         if self.teacher is not None:
-            losses.update(self.train_distiller(outputs, _to_float(teacher_outputs), match, self.shapes))
+            losses.update(self._distillation_losses(outputs, teacher_outputs, match))
+        total = self._total_loss(losses)
+        self._update(total)
+        return {k: v.detach() for k, v in losses.items()}
+
+    def _student_forward(self, images):
+        with self.autocast():
+            return _to_float(self.train_model(images))
+
+    def _teacher_forward(self, images):
+        with self.autocast():
+            return _to_float(self._teacher_outputs(images))
+
+    def _distillation_losses(self, outputs, teacher_outputs, match):
+        """The distiller's terms; on a fresh run's first step, first the check that the
+        teacher's imitated features are not essentially zero (on every process)."""
+        if self.iteration == 0:
+            dead = self.distiller.dead_teacher_features(outputs, teacher_outputs, match, self.shapes)
+            if not all_ranks_agree(self.ctx, not dead):
+                raise TDKDError(f"{self.plan.teacher.path}: " + (dead_teacher_message(dead) if dead else
+                                "the teacher's features are essentially zero on another process"))
+        return self.train_distiller(outputs, teacher_outputs, match, self.shapes)
+
+    def _total_loss(self, losses):
+        """The weighted sum (distillation terms ramped up over the warm-up) in ``losses['total']``;
+        a non-finite total stops the run on every process."""
         weights = self.cfg["loss_weights"]
         ramp = warmup_factor(self.iteration, self.cfg.get("distill_warmup", 0))
         total = sum(weights[name] * (ramp if name in TERMS else 1.0) * value for name, value in losses.items())
@@ -426,11 +454,13 @@ class Trainer:
             terms = ", ".join(f"{k}={v.item():.6g}" for k, v in losses.items())
             raise TDKDError(f"non-finite loss at iteration {self.iteration + 1} ({terms}); training stopped, "
                             f"{self._last_good_checkpoint()}")
+        return total
+
+    def _update(self, total):
         self.optimizer.zero_grad(set_to_none=True)
         self.scaler.scale(total).backward()
         self.scaler.step(self.optimizer)
         self.scaler.update()
-        return {k: v.detach() for k, v in losses.items()}
 
     def _inputs(self, images, targets):
         """The batch on the device."""
@@ -507,7 +537,7 @@ class Validator:
         network = build_predictor(trainer.args.val_backend, trainer.model.eval(), cfg, device=trainer.ctx.device)
         detector = FaceDetector(network, cfg, trainer.ctx.device)
         write_predictions(detector, self.images, self.names, self.predictions,
-                          origin_size=trainer.cfg["val_origin_size"], progress=False)
+                          origin_size=trainer.cfg["val_origin_size"], progress=False, max_pixels=trainer.cfg["max_pixels"])
         aps = evaluate_predictions(read_predictions(self.predictions), self.ground_truth).aps
         row = dict(epoch=epoch, iteration=trainer.iteration, **aps, mean=sum(aps.values()) / len(aps),
                    seconds=time.perf_counter() - start)
@@ -551,7 +581,7 @@ def run(args):
     try:
         plan = plan_run(args, ctx.world_size)  # every input checked before anything is written
         if ctx.is_main:
-            os.makedirs(plan.save_folder, exist_ok=True)
+            writable_folder(plan.save_folder)
         model = Trainer(args, ctx, plan).fit()
         finish_distributed(ctx)
         return model

@@ -90,7 +90,7 @@ def test_gradient_budget_parts_add_up_to_their_terms(tiny_dataset, tmp_path):
     args = grad_budget.parse_args(["--data", str(tiny_dataset.parent.parent), "--batches", "1",
                                    "--student_weights", str(tmp_path / "student.pth"),
                                    "--teacher_weights", _teacher(tmp_path / "teacher.pth", "mobile0.25-wide"),
-                                   "--set", "adapter_init=lstsq", "adapter_init_batches=1", "feature_scale=absolute",
+                                   "--set", "adapter_init=lstsq", "adapter_init_batches=1",
                                    "loss_weights.probability=10"])
     trainer = grad_budget.build_trainer(args, str(tmp_path / "run"))
     trainer._init_adapters()

@@ -9,6 +9,7 @@ import pytest
 import config
 import quickstart
 from bench import ablation
+from layers import build_distiller
 from tests.conftest import REPO, shipped_file
 from utils.checkpoint import read_state_dict
 
@@ -143,9 +144,11 @@ def test_ablation_rows_are_distiller_settings():
             config.apply_overrides(cfg, config.QUICKSTART["distillation"]["set"] + overrides)
             active = {k for k, v in cfg["loss_weights"].items() if v} - {"loc", "conf", "landm"}
             assert active, row
+            assert set(build_distiller(cfg, 64, 128).terms) == active, row
     assert set(rows) == {"control", "tdkd", "probability_3", "relative", "paper", "paper_f01", "coupled", "probability",
                          "probability_uncertain", "cls", "reg", "random_adapters", "per_level", "no_warmup", "hinton",
-                         "fitnet"}
+                         "fitnet", "pkd", "cwd", "public", "prob_matched", "prob_positives", "prob_near_faces",
+                         "prob_consistent", "prob_kl", "prob_gap", "prob_one_sided"}
     paper = config.apply_overrides(config.training_config("distillation", "mobile0.25"),
                                    config.QUICKSTART["distillation"]["set"] + rows["paper"][1])
     assert paper["distiller"] == "paper" and paper["loss_weights"]["feature"] == 1.0

@@ -285,7 +285,7 @@ def test_detect_with_one_unreadable_image_names_it_alone(tmp_path, capsys):
     bad.write_bytes(b"not a JPEG")
     with pytest.raises(SystemExit):
         detect.main([str(bad), "--cpu", "--save_folder", str(tmp_path / "out")])
-    assert capsys.readouterr().err.strip() == f"error: {bad}: cannot read image (missing or corrupt)"
+    assert capsys.readouterr().err.strip() == f"error: {bad}: cannot read image (not an image, or corrupt)"
 
 
 def test_a_missing_training_set_says_how_to_make_one(tmp_path, monkeypatch):
