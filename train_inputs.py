@@ -28,9 +28,9 @@ RECIPE_FLAGS = ("batch_size", "img_dim", "lr", "max_epoch", "num_workers", "mome
 # Settings a resumed run takes from its checkpoint: the optimiser and the lr schedule continue
 # from their saved states, and the batches (sampler and augmentation) follow the seed and batch.
 RESUME_FIXED = ("lr", "momentum", "weight_decay", "milestones", "gamma", "batch_size", "seed")
-# The lowest value of each setting, and why: checked before anything is written.
-LOWER_BOUNDS = {"batch_size": (1, ""), "img_dim": (32, " (the network's largest stride)"), "num_workers": (0, ""),
-                "max_epoch": (1, ""), "save_interval": (1, ""), "val_interval": (1, "")}
+# The lowest value of each setting: checked before anything is written.
+# (--img_dim's range is checked with the flag, in train.parse_args.)
+LOWER_BOUNDS = {"batch_size": 1, "num_workers": 0, "max_epoch": 1, "save_interval": 1, "val_interval": 1}
 RUN_FILES = ("checkpoint_last.pth", "*_Final.pth", "*_epoch_*.pth", "*_best.pth")  # what a run saves
 SYNTHETIC_FOLDER = "data/synthetic"  # python -m data.synthetic's default --out
 WIDER_TRAIN = "./data/widerface/train/label.txt"  # train.py's default --training_dataset
@@ -146,8 +146,8 @@ def plan_run(args, world_size=1):
 
 def settings_problems(cfg, args):
     """Settings below their lowest sensible value (a flag or ``--set``), one line each."""
-    problems = [f"--{key} {cfg[key]}: must be at least {minimum}{why}"
-                for key, (minimum, why) in LOWER_BOUNDS.items() if cfg[key] < minimum]
+    problems = [f"--{key} {cfg[key]}: must be at least {minimum}" for key, minimum in LOWER_BOUNDS.items()
+                if cfg[key] < minimum]
     if args.max_iter is not None and args.max_iter < 1:
         problems.append(f"--max_iter {args.max_iter}: must be at least 1")
     problems += [f"--{key} {cfg[key]}: must be above 0" for key in ("lr", "gamma") if not cfg[key] > 0]
