@@ -142,11 +142,16 @@ def is_finished(args):
 
 def run_training(args):
     """Run ``train.py`` with ``args``, unless that run finished with this command, these input
-    weights and these settings: a changed teacher, or a changed default in config.py, trains again."""
+    weights and these settings: a changed teacher, or a changed default in config.py, trains again
+    (from the start, in place of the earlier run)."""
+    from train_inputs import run_files
+
     folder = Path(args[args.index("--save_folder") + 1])
     if is_finished(args):
         print(f"reusing {folder}", flush=True)
         return
+    for stale in run_files(str(folder)):  # an unfinished or outdated run of this folder: train.py refuses to mix
+        Path(stale).unlink()
     run_command(args, Path(f"{folder}.train.log"))
     write_text_atomic(json.dumps(run_signature(args), indent=2) + "\n", folder / "run.json")
 

@@ -289,16 +289,81 @@ def _umask():
     return mask
 
 
-TRAINING_KEYS = ("model", "optimizer", "scheduler", "epoch", "mode", "network")
+TRAINING_KEYS = ("model", "optimizer", "scheduler", "epoch", "iteration", "torch_rng", "mode", "network", "config")
 
 
 def load_training_checkpoint(path):
-    """A full training checkpoint written by ``train.py`` (model, adapters, optimiser, ...)."""
+    """A full training checkpoint written by ``train.py`` (model, adapters, optimiser, ...),
+    checked here, in one place, so that a damaged one is refused in one line before training."""
     state = load_file(path)
-    missing = [k for k in TRAINING_KEYS if not isinstance(state, dict) or k not in state]
-    if missing:
-        raise TDKDError(
-            located(path, f"not a training checkpoint of train.py (missing {', '.join(missing)}); "
-                          "use --resume_net for plain weights")
-        )
+    if not isinstance(state, dict) or "optimizer" not in state:
+        raise TDKDError(located(path, "not a training checkpoint of train.py (it holds no optimiser state); "
+                                      "use --resume_net for plain weights"))
+    problems = training_checkpoint_problems(state)
+    if problems:
+        raise TDKDError(located(path, "damaged training checkpoint: " + "; ".join(problems)
+                                + "; resume from another one (e.g. an earlier <network>_epoch_<N>.pth)"))
     return state
+
+
+def training_checkpoint_problems(state):
+    """What is missing, mistyped or non-finite in a training checkpoint ([] when it is sound)."""
+    missing = [k for k in TRAINING_KEYS if k not in state]
+    if missing:
+        return [f"missing {', '.join(missing)}"]
+    checks = [
+        ("model", _tensor_dict_problem(state["model"])),
+        ("distiller", _tensor_dict_problem(state["distiller"]) if "distiller" in state else None),
+        ("optimizer", _optimizer_problem(state["optimizer"])),
+        ("scheduler", None if isinstance(state["scheduler"], dict) else "not a dict"),
+        ("torch_rng", _rng_problem(state["torch_rng"])),
+        ("config", _config_problem(state["config"])),
+    ]
+    checks += [(key, "not a string") for key in ("mode", "network") if not isinstance(state[key], str)]
+    checks += [(key, f"{state.get(key)!r} is not a count") for key in ("epoch", "iteration", "epoch_batches")
+               if key in state and not _is_count(state[key])]
+    return [f"{key}: {problem}" for key, problem in checks if problem]
+
+
+def _is_count(value):
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
+def _tensor_dict_problem(tensors):
+    if not isinstance(tensors, dict) or not tensors:
+        return "not a dict of tensors"
+    if not all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in tensors.items()):
+        return "holds entries that are not name -> tensor"
+    return _non_finite_problem(tensors.items())
+
+
+def _non_finite_problem(named_tensors):
+    """'non-finite values (NaN or inf) in N tensors, e.g. KEY' (None when all are finite)."""
+    bad = [name for name, t in named_tensors if t.is_floating_point() and not torch.isfinite(t).all()]
+    return f"non-finite values (NaN or inf) in {len(bad)} tensors, e.g. {bad[0]}" if bad else None
+
+
+def _optimizer_problem(optimizer):
+    groups = optimizer.get("param_groups") if isinstance(optimizer, dict) else None
+    if not isinstance(optimizer, dict) or not isinstance(optimizer.get("state"), dict) or not isinstance(groups, list):
+        return "not an optimiser state (state and param_groups)"
+    if not groups or not all(isinstance(g, dict) and isinstance(g.get("params"), list) and "lr" in g for g in groups):
+        return "parameter groups without params or lr"
+    buffers = [(f"state.{index}.{name}", value) for index, entry in optimizer["state"].items()
+               if isinstance(entry, dict) for name, value in entry.items() if isinstance(value, torch.Tensor)]
+    return _non_finite_problem(buffers)
+
+
+def _rng_problem(rng):
+    expected = torch.get_rng_state()
+    if not isinstance(rng, torch.Tensor) or rng.dtype != expected.dtype or rng.shape != expected.shape:
+        return f"not a torch RNG state (a {tuple(expected.shape)} uint8 tensor)"
+    return None
+
+
+def _config_problem(text):
+    try:
+        settings = json.loads(text) if isinstance(text, str) else None
+    except ValueError:
+        settings = None
+    return None if isinstance(settings, dict) else "not the run's settings as a JSON object"

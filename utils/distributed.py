@@ -60,6 +60,16 @@ def cleanup_distributed(ctx):
         dist.destroy_process_group()
 
 
+def finish_distributed(ctx):
+    """Leave the process group once every rank is done with its collectives. A rank that left
+    while another was still receiving its last message (the root of a broadcast, say) could
+    abort in gloo's threads ("terminate called without an active exception"), now and then,
+    on a busy machine."""
+    if ctx.distributed and dist.is_initialized():
+        dist.barrier()
+    cleanup_distributed(ctx)
+
+
 def all_ranks_agree(ctx, flag):
     """True when ``flag`` is true on every rank (used to stop all ranks together)."""
     if not ctx.distributed:
