@@ -11,15 +11,23 @@
 Every backend takes the contiguous float32 ``[batch, 3, H, W]`` tensor of
 ``utils.inference.network_input`` and returns ``(loc, scores, landmarks)`` tensors, so
 ``utils.inference.postprocess`` is the one post-processing of all of them. The cache folder is
-``$TDKD_CACHE``, else ``~/.cache/tdkd``; a cached file is named after the sha256 of the weights
-and of everything else it depends on, so it is rebuilt whenever one of them changes.
+``$TDKD_CACHE``, else ``~/.cache/tdkd``. A cached file is named after its key, the sha256 of
+everything it depends on: the weights, the network's settings, the source of the code that
+defines the graph (``models/`` and the export functions here), the export settings and
+versions, and for INT8 the calibration images' contents. The full key is stored in the file's properties and the sha256
+of the whole file in a ``.sha256`` file beside it; a file whose checksum or key does not match
+(replaced, corrupted, truncated) is rebuilt, with one line on stderr saying so.
 """
 import contextlib
 import hashlib
+import importlib.util
+import inspect
 import io
 import json
 import os
+import sys
 import tempfile
+import time
 import warnings
 from pathlib import Path
 
@@ -30,7 +38,7 @@ import torch
 import config
 from models import DeployableRetinaFace
 from models.fusion import frozen_inference_copy
-from utils.checkpoint import write_bytes_atomic
+from utils.checkpoint import writable_folder, write_bytes_atomic, write_text_atomic
 from utils.errors import TDKDError, located
 from utils.inference import network_input
 
@@ -44,7 +52,23 @@ IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
 
 def cache_folder():
     """Where exported and quantised graphs are kept: ``$TDKD_CACHE``, else ``~/.cache/tdkd``."""
-    return Path(os.environ.get("TDKD_CACHE") or Path.home() / ".cache" / "tdkd")
+    if os.environ.get("TDKD_CACHE"):
+        return Path(os.environ["TDKD_CACHE"])
+    try:
+        return Path.home() / ".cache" / "tdkd"
+    except RuntimeError:  # no HOME and no home folder in the user database
+        raise TDKDError(f"no home folder for the ONNX cache; {CACHE_HINT}") from None
+
+
+CACHE_HINT = "set TDKD_CACHE to a writable folder"
+
+
+def writable_cache(folder):
+    """The cache ``folder`` made and writable, or one line saying why not and how to choose another."""
+    try:
+        return writable_folder(folder)
+    except TDKDError as exc:
+        raise TDKDError(f"{exc} (the ONNX cache folder: {CACHE_HINT})") from None
 
 
 # ---------------------------------------------------------------- PyTorch
@@ -169,19 +193,21 @@ class CalibrationImages:
 def calibration_files(folder, count):
     """The first ``count`` images below ``folder`` by sorted relative path."""
     if not os.path.isdir(folder):
-        raise TDKDError(located(folder, "calibration folder not found"))
+        raise TDKDError(located(folder, "calibration folder not found; for WIDER FACE's train images see "
+                                        "docs/TRAINING.md#data; without a folder, synthetic images calibrate"))
     files = sorted(p for p in Path(folder).rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS)
     if not files:
         raise TDKDError(located(folder, f"no images ({', '.join(IMAGE_EXTENSIONS)}) below this folder"))
     return files[:count]
 
 
-def quantize_int8(onnx_path, output, images, settings=None, ranges=None):
+def quantize_int8(onnx_path, output, images, metadata=None, settings=None, ranges=None):
     """Static INT8 quantisation of an exported float graph with ONNX Runtime's tools: shape
     inference and graph optimisation (``quant_pre_process``), then ``quantize_static`` in the
     QDQ format with ``settings`` (default ``config.DEPLOYMENT['int8']``), activation ranges from
     ``images`` (network inputs, fed one at a time) by the calibration method of
-    ``settings['method']`` (minmax, entropy or percentile). ``ranges``: a JSON file of ONNX Runtime's
+    ``settings['method']`` (minmax, entropy or percentile); ``metadata`` is added to the float
+    file's properties. ``ranges``: a JSON file of ONNX Runtime's
     calibration cache, read if it exists (no calibration) and written otherwise, so that one
     calibration serves several choices of float nodes (``bench/int8_calibration.py``)."""
     import onnx
@@ -189,7 +215,7 @@ def quantize_int8(onnx_path, output, images, settings=None, ranges=None):
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
     settings = settings or config.DEPLOYMENT["int8"]
-    metadata = read_metadata(onnx_path)
+    metadata = {**read_metadata(onnx_path), "int8": "1", **(metadata or {})}
     methods = {"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy,
                "percentile": CalibrationMethod.Percentile}
     with tempfile.TemporaryDirectory() as tmp:
@@ -204,7 +230,7 @@ def quantize_int8(onnx_path, output, images, settings=None, ranges=None):
                             nodes_to_exclude=_float_nodes(prepared, settings["keep_float"]),
                             calibration_cache_path=ranges)
         graph = onnx.load(quantized)
-        onnx.helper.set_model_props(graph, {**metadata, "int8": "1"})
+        onnx.helper.set_model_props(graph, metadata)
         write_bytes_atomic(graph.SerializeToString(), output)
 
 
@@ -239,15 +265,80 @@ def _float_nodes(path, prefixes):
 # ---------------------------------------------------------------- the cache and the one entry point
 
 
+CACHE_KEY = "tdkd_cache_key"  # the property of a cached ONNX file that holds its key
+
+
 def _digest(*parts):
+    """sha256 (hex) of ``parts``: bytes as they are, anything else as sorted JSON."""
     hasher = hashlib.sha256()
     for part in parts:
-        hasher.update(part if isinstance(part, bytes) else json.dumps(part, sort_keys=True).encode())
-    return hasher.hexdigest()[:16]
+        hasher.update(part if isinstance(part, bytes) else json.dumps(part, sort_keys=True, default=str).encode())
+    return hasher.hexdigest()
+
+
+def graph_code_digest(models=None):
+    """sha256 of the code that defines the exported graphs: the source files below ``models``
+    (default: this repository's ``models/``) and this module's export and quantisation
+    functions. A change to it makes every cached file stale; other edits here do not."""
+    models = Path(models) if models else Path(__file__).resolve().parent / "models"
+    files = sorted(models.rglob("*.py"))
+    functions = [inspect.getsource(f).encode() for f in (export_onnx, quantize_int8, _float_nodes)]
+    return _digest(*(part for p in files for part in (str(p.relative_to(models)).encode(), p.read_bytes())),
+                   *functions)
+
+
+def calibration_digest(calibration):
+    """What INT8 calibration reads: the contents of the images of ``calibration`` (a folder),
+    or the synthetic set's settings."""
+    settings = config.DEPLOYMENT["calibration"]
+    if not calibration:
+        return ["synthetic", settings]
+    return [[str(p.relative_to(calibration)), _digest(p.read_bytes())]
+            for p in calibration_files(calibration, settings["images"])]
+
+
+def checksum_path(path):
+    """The file beside a cached ONNX file that holds the sha256 of its bytes."""
+    return Path(f"{path}.sha256")
+
+
+def cache_problem(path, key):
+    """Why the cached file ``path`` cannot be used for ``key`` (None when it can): its bytes
+    must match the checksum written beside it, and its stored key ``key``."""
+    sidecar = checksum_path(path)
+    if not sidecar.is_file():
+        return "no checksum file beside it"
+    if _digest(path.read_bytes()) != sidecar.read_text().strip():
+        return "its bytes do not match its checksum (corrupted, truncated or replaced)"
+    try:
+        stored = read_metadata(path).get(CACHE_KEY)
+    except TDKDError:
+        return "it cannot be parsed"
+    if stored != key:
+        return "it was made for other weights, code or settings"
+    return None
+
+
+def cached_onnx(path, key, make, what):
+    """``path``, made by ``make(path, {CACHE_KEY: key})`` unless it holds ``key`` and matches
+    its checksum. Making it prints one line on stderr: ``what`` (the work done) and its cost
+    on first use, and why the cached file was not used when it was there."""
+    problem = cache_problem(path, key) if path.exists() else None
+    if path.exists() and problem is None:
+        return path
+    writable_cache(path.parent)
+    start = time.perf_counter()
+    make(path, {CACHE_KEY: key})
+    write_text_atomic(_digest(path.read_bytes()) + "\n", checksum_path(path))
+    seconds = time.perf_counter() - start
+    print(f"{path}: cached ONNX file not used ({problem}); {what} again ({seconds:.1f} s)" if problem else
+          f"{what} (first use, {seconds:.1f} s; cached in {path.parent})", file=sys.stderr, flush=True)
+    return path
 
 
 def onnx_for_weights(model, cfg, weights, int8=False, calibration=None, cache=None):
-    """The cached ONNX file of ``weights`` (float, or INT8 with ``int8``), made on first use.
+    """The cached ONNX file of ``weights`` (float, or INT8 with ``int8``), made on first use and
+    verified on every later one (see the module's docstring).
 
     ``calibration``: a folder of images for INT8 (default: synthetic training images).
     """
@@ -255,21 +346,25 @@ def onnx_for_weights(model, cfg, weights, int8=False, calibration=None, cache=No
 
     cache = Path(cache) if cache else cache_folder()
     meta = {"network": cfg["name"], "activation": cfg["activation"]}
-    weights_hash = _digest(Path(weights).read_bytes())
-    key = [weights_hash, meta, OPSET, torch.__version__]
-    float_path = cache / f"{Path(weights).stem}-{_digest(*key)}.onnx"
-    if not float_path.exists():
-        export_onnx(model, float_path, metadata=meta)
+    key = [_digest(Path(weights).read_bytes()), cfg, OPSET, torch.__version__, graph_code_digest()]
+    float_key = _digest(*key)
+    float_path = cached_onnx(cache / f"{Path(weights).stem}-{float_key[:16]}.onnx", float_key,
+                             lambda path, props: export_onnx(model, path, metadata={**meta, **props}),
+                             "exporting the model to ONNX for onnxruntime")
     if not int8:
         return float_path
-    files = ([str(p.relative_to(calibration)) + f":{p.stat().st_size}"
-              for p in calibration_files(calibration, config.DEPLOYMENT["calibration"]["images"])]
-             if calibration else "synthetic")
-    key += [onnxruntime.__version__, config.DEPLOYMENT, files]
-    int8_path = cache / f"{Path(weights).stem}-int8-{_digest(*key)}.onnx"
-    if not int8_path.exists():
-        quantize_int8(float_path, int8_path, CalibrationImages(calibration))
-    return int8_path
+    int8_key = _digest(*key, onnxruntime.__version__, config.DEPLOYMENT, calibration_digest(calibration))
+    return cached_onnx(cache / f"{Path(weights).stem}-int8-{int8_key[:16]}.onnx", int8_key,
+                       lambda path, props: quantize_int8(float_path, path, CalibrationImages(calibration), props),
+                       "quantising the ONNX model to INT8 for onnxruntime-int8")
+
+
+def default_backend(device="cpu"):
+    """The fastest backend whose detections match eager's (every face at IoU >= 0.99, scores
+    within 1e-4; docs/SPEED.md): onnxruntime on a CPU where it is installed. On a GPU eager,
+    as this ONNX Runtime runs on the CPU only."""
+    on_cpu = torch.device(device).type == "cpu"
+    return "onnxruntime" if on_cpu and importlib.util.find_spec("onnxruntime") else "eager"
 
 
 def build_predictor(backend, model, cfg, weights=None, device="cpu", calibration=None, cache=None):
@@ -298,9 +393,9 @@ def add_backend_arguments(parser):
     """``--backend`` and ``--calibration`` of the scripts that run a detector."""
     parser.add_argument("--backend", choices=BACKENDS,
                         help="what runs the network: eager (PyTorch as trained, detections identical to the "
-                             "public code), torch (BatchNorm folded), onnxruntime, onnxruntime-int8 (exported "
-                             "once into ~/.cache/tdkd or $TDKD_CACHE); default: eager, or onnxruntime for a "
-                             ".onnx file (export_onnx.py)")
+                             "public code), torch (BatchNorm folded), onnxruntime (the same faces, scores within "
+                             "1e-5), onnxruntime-int8 (exported once into ~/.cache/tdkd or $TDKD_CACHE); default: "
+                             "onnxruntime on a CPU, eager on a GPU")
     parser.add_argument("--calibration", metavar="FOLDER",
                         help="--backend onnxruntime-int8: calibrate on the images below FOLDER (default: "
                              "synthetic training images)")

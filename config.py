@@ -57,6 +57,14 @@ NETWORKS = {
 ACTIVATIONS = ("relu", "leaky")
 DEFAULT_ACTIVATION = "relu"
 
+# Images larger than this many pixels are refused before decoding (utils/images.py): a
+# 20000 x 20000 PNG of 1.2 MB decodes to 1.2 GB and costs several GB in training or detection.
+# WIDER FACE's images are 1024 pixels wide. Override: --max_pixels
+# (detect.py, test_widerface.py), max_pixels= (the Python API), --set max_pixels=N (train.py).
+MAX_IMAGE_PIXELS = 50_000_000
+# The largest train.py --img_dim (the recipes use 640 and 840).
+MAX_IMG_DIM = 4096
+
 COMMON = dict(
     momentum=0.9,
     weight_decay=5e-4,
@@ -64,7 +72,10 @@ COMMON = dict(
     rgb_mean=[104, 117, 123],
     overlap_threshold=0.35,
     negpos_ratio=7,
-    num_workers=4,
+    # data loader processes: 4 as the public code, at most one per core this process may use
+    # (more only wait for a core and make torch warn)
+    num_workers=min(4, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1),
+    max_pixels=MAX_IMAGE_PIXELS,
     seed=0,
     save_interval=10,
     # train.py --val_dataset: evaluate every val_interval epochs (and after the last), at the
@@ -111,15 +122,36 @@ TRAINING = {
         # Distillation terms (layers.distiller.TERMS): a zero weight turns a term off. The paper's
         # TDKD is feature + probability; the others are the ablation's baselines (bench/ablation.py).
         # The feature and probability weights come from the distiller.
-        loss_weights=dict(loc=2.0, conf=1.0, landm=1.0, feature_coupled=0.0, fitnet=0.0, hinton=0.0),
+        loss_weights=dict(loc=2.0, conf=1.0, landm=1.0, feature_coupled=0.0, fitnet=0.0, hinton=0.0, pkd=0.0,
+                          cwd=0.0),
         feature_tasks=["cls", "reg"],  # task features imitated by the 'feature' term
         hinton_temperature=4.0,
+        # CWD's temperature of the spatial softmax (the reference implementation's default, mmrazor).
+        cwd_temperature=1.0,
+        # The probability term beyond the paper (layers.distiller.ProbabilitySettings); these
+        # defaults are the paper's term. anchors: all / positives / near_faces (positive or IoU >=
+        # min_iou with a face); drop_contradicted: leave out anchors where the teacher's face
+        # probability is on the other side of 0.5 than the ground truth; form: squared / kl (KL of
+        # the class distributions at `temperature`, times T^2); gap_gamma: weight |p_t - p_s|^gamma;
+        # one_sided: no pull on a student already beyond the teacher toward the ground truth.
+        probability_anchors="all",
+        probability_min_iou=0.2,
+        probability_drop_contradicted=False,
+        probability_form="squared",
+        probability_temperature=2.0,
+        probability_gap_gamma=0.0,
+        probability_one_sided=False,
         # false: adapters frozen at their initialisation, as in the public code (docs/METHOD.md §9).
         train_adapters=True,
         # lstsq adapters: the ridge fit on this many training batches of the starting student
         # before the first step (not on --resume); ridge: lambda over the mean feature energy.
         adapter_init_batches=4,
         adapter_ridge=1e-3,
+        # The relative feature term's divisor is at least this share of the adapted student's
+        # energy at the same locations, which bounds the term by 2 (1 + 1 / floor) = 22 even
+        # where the teacher's features vanish (layers.distiller.relative_divisor); a trained
+        # teacher never reaches it (docs/DISTILLATION.md, the bounded relative term).
+        relative_floor=0.1,
     ),
 }
 
@@ -150,6 +182,9 @@ DISTILLERS = {
 # seed (quickstart schedule, seeds 0-2, minus the control: +0.76 / +0.83 / +1.51 AP;
 # probability weight 3: +0.23 / +0.72 / +2.23; weight 10: -0.36 / +1.10 / +2.39).
 DISTILLERS["features"] = dict(copy.deepcopy(DISTILLERS["relative"]), loss_weights=dict(feature=10.0, probability=0.0))
+# The public code as it runs: the paper's terms and weights with the adapters frozen at
+# PyTorch's random initialisation (its adapters are never given to the optimiser).
+DISTILLERS["public"] = dict(copy.deepcopy(DISTILLERS["paper"]), train_adapters=False)
 
 
 def select_distiller(cfg, name):
@@ -291,6 +326,12 @@ QUICKSTART = dict(
 # 1.56; detection 4.22), FitNet's 10 about the same. Hinton's KD (T = 4) takes weight
 # 10, untuned: its KL is averaged over all ~4,200 anchors of a 320 px image while the hard
 # cross-entropy is summed over ~8 mined anchors per positive and divided by the positives.
+# PKD, CWD and the probability-term variants take the weight whose starting gradient norm equals
+# the default's feature term's (1.64; one measurement, bench/grad_budget.py's trainer and
+# batches, docs/DISTILLATION.md): at weight 1 PKD 0.408, CWD 0.113, the probability term over
+# the positives' divisor 0.346, positive anchors only 0.348, near faces 0.361, without
+# contradicted anchors 0.254, KL at T = 2 0.912, gap^2 weighted 0.0621, one-sided 0.238. Not yet
+# measured in training.
 _NO_FEATURE = ["loss_weights.feature=0"]
 _NO_PROBABILITY = ["loss_weights.probability=0"]
 ABLATION = dict(
@@ -315,6 +356,24 @@ ABLATION = dict(
         no_warmup=("TDKD default, no warm-up", ["distill_warmup=0"]),
         hinton=("Hinton KD on class logits", _NO_PROBABILITY + _NO_FEATURE + ["loss_weights.hinton=10"]),
         fitnet=("FitNet (whole SSH maps)", _NO_PROBABILITY + _NO_FEATURE + ["loss_weights.fitnet=10"]),
+        pkd=("PKD (whole SSH maps, 1 - Pearson r) at the decoupled start gradient",
+             _NO_PROBABILITY + _NO_FEATURE + ["loss_weights.pkd=4"]),
+        cwd=("CWD (whole SSH maps, channel-wise spatial softmax, T = 1) at the decoupled start gradient",
+             _NO_PROBABILITY + _NO_FEATURE + ["loss_weights.cwd=14.5"]),
+        public=("the public code: the paper's terms and weights, frozen random adapters", ["distiller=public"]),
+        # the default distiller + a probability term at the feature term's start gradient
+        prob_matched=("TDKD default + probability term at matched weight (4.7)", ["loss_weights.probability=4.7"]),
+        prob_positives=("TDKD default + probability on positive anchors only (4.7)",
+                        ["loss_weights.probability=4.7", "probability_anchors=positives"]),
+        prob_near_faces=("TDKD default + probability on anchors near faces, IoU >= 0.2 (4.5)",
+                         ["loss_weights.probability=4.5", "probability_anchors=near_faces"]),
+        prob_consistent=("TDKD default + probability without anchors the teacher gets wrong (6.4)",
+                         ["loss_weights.probability=6.4", "probability_drop_contradicted=true"]),
+        prob_kl=("TDKD default + probability as KL at T = 2 (1.8)", ["loss_weights.probability=1.8", "probability_form=kl"]),
+        prob_gap=("TDKD default + probability weighted by the gap^2 (26)",
+                  ["loss_weights.probability=26", "probability_gap_gamma=2"]),
+        prob_one_sided=("TDKD default + one-sided probability (6.9)",
+                        ["loss_weights.probability=6.9", "probability_one_sided=true"]),
     ),
 )
 

@@ -2,7 +2,7 @@
 
     python export_onnx.py -o tdkd_student.onnx                  # the shipped distilled student
     python export_onnx.py -o tdkd_student_int8.onnx --int8      # INT8, calibrated on synthetic images
-    python export_onnx.py -m weights/mobile0.25_Final.pth -o student_int8.onnx --int8 \\
+    python export_onnx.py -m weights/tdkd_student_distilled.pth -o student_int8.onnx --int8 \\
         --calibration data/widerface/train/images/
 
 Input ``image``: float32 ``[batch, 3, height, width]``, a BGR image minus the mean
@@ -30,8 +30,10 @@ import torch
 import config
 from backends import INPUT, OPSET, OUTPUTS, CalibrationImages, export_onnx, quantize_int8
 from detector import DEFAULT_WEIGHTS, load_detector
+from utils.checkpoint import cannot_write
 from utils.cli import HelpFormatter
 from utils.errors import TDKDError, exit_on_error, located
+from utils.threads import add_threads_argument, set_threads
 
 export = export_onnx  # the name other tools import
 # Largest absolute difference of any raw output between onnxruntime and PyTorch that a float
@@ -63,6 +65,7 @@ def parse_args(argv=None):
     p.add_argument("--calibration", metavar="FOLDER",
                    help="--int8: calibrate on the images below FOLDER (e.g. WIDER FACE train images); "
                         "default: synthetic training images")
+    add_threads_argument(p)
     args = p.parse_args(argv)
     if args.calibration and not args.int8:
         p.error("--calibration is for --int8")
@@ -72,6 +75,7 @@ def parse_args(argv=None):
 @exit_on_error
 def main(argv=None):
     args = parse_args(argv)
+    set_threads(args.threads)
     model, cfg = load_detector(args.trained_model, args.network, args.activation)
     metadata = {"network": cfg["name"], "activation": cfg["activation"]}
     try:
@@ -83,7 +87,7 @@ def main(argv=None):
         else:
             export(model, args.output, args.opset, metadata)
     except OSError as exc:
-        raise TDKDError(located(args.output, f"cannot write ({exc.strerror or exc})")) from None
+        raise cannot_write(args.output, exc) from None
     size = os.path.getsize(args.output)
     kind = "INT8 " if args.int8 else ""
     print(f"{args.output}: {kind}opset {args.opset}, {size / 2**20:.2f} MiB ({size} bytes); input {INPUT} "

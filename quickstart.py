@@ -13,6 +13,7 @@ the Markdown table. Settings: ``config.QUICKSTART``.
 import argparse
 import hashlib
 import json
+import os
 import subprocess
 import sys
 import time
@@ -23,6 +24,7 @@ from data.synthetic import generate_synthetic_widerface
 from utils.checkpoint import write_bytes_atomic, write_text_atomic
 from utils.cli import HelpFormatter
 from utils.errors import TDKDError, exit_on_error
+from utils.threads import add_threads_argument
 from widerface_evaluate.evaluation import SETTINGS, evaluate, save_pr_curves
 
 REPO = Path(__file__).resolve().parent
@@ -49,6 +51,7 @@ def parse_args(argv=None):
                          help="train the student from ImageNet (config.QUICKSTART['student']) and start from it")
     p.add_argument("--backbone_weights", help="ImageNet MobileNet0.25 (mobilenetV1X0.25_pretrain.tar) for "
                    "training from scratch; default: the first file found of config.QUICKSTART['backbone_weights']")
+    add_threads_argument(p)
     args = p.parse_args(argv)
     if args.make_weights and (args.student_weights or args.train_student):
         p.error("--make_weights trains the student itself")
@@ -139,11 +142,16 @@ def is_finished(args):
 
 def run_training(args):
     """Run ``train.py`` with ``args``, unless that run finished with this command, these input
-    weights and these settings: a changed teacher, or a changed default in config.py, trains again."""
+    weights and these settings: a changed teacher, or a changed default in config.py, trains again
+    (from the start, in place of the earlier run)."""
+    from train_inputs import run_files
+
     folder = Path(args[args.index("--save_folder") + 1])
     if is_finished(args):
         print(f"reusing {folder}", flush=True)
         return
+    for stale in run_files(str(folder)):  # an unfinished or outdated run of this folder: train.py refuses to mix
+        Path(stale).unlink()
     run_command(args, Path(f"{folder}.train.log"))
     write_text_atomic(json.dumps(run_signature(args), indent=2) + "\n", folder / "run.json")
 
@@ -262,6 +270,8 @@ def markdown_table(results):
 @exit_on_error
 def main(argv=None):
     args = parse_args(argv)
+    if args.threads:  # the threads of every train.py and test_widerface.py run (utils/threads.py)
+        os.environ["OMP_NUM_THREADS"] = str(args.threads)
     start, out = time.perf_counter(), Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     scratch = args.train_teacher or args.make_weights

@@ -4,23 +4,25 @@ r"""Run a trained detector over the WIDER FACE val list and write the official t
         --dataset_folder ./data/widerface/val/images/ --save_folder ./widerface_evaluate/widerface_txt/
 
 Test scale per docs/METHOD.md §7 (short side 1600, long side at most 2150) unless --origin_size.
-Output: ``save_folder/<event>/<name>.txt``, byte-compatible with the public tools (with the
-default --backend eager; --backend onnxruntime ran 2.6x (one thread) to 3.5x (two threads) as many
-images per second on a 2-core CPU, scores within 1e-5).
+Output: ``save_folder/<event>/<name>.txt`` in the public tools' format. The default backend on a
+CPU, onnxruntime, ran 2.6x (one thread) to 3.5x (two threads) as many images per second as
+eager on a 2-core CPU, scores within 1e-5 and APs equal to 1e-8; ``--backend eager`` writes the
+public code's files byte for byte (docs/SPEED.md).
 """
 import argparse
 import os
 
-import cv2
 from tqdm import tqdm
 
 import config
-from utils.checkpoint import write_text_atomic
+from utils.checkpoint import writable_folder, write_text_atomic
 from utils.cli import HelpFormatter, add_device_argument
 from utils.errors import TDKDError, exit_on_error, located
 from backends import add_backend_arguments
 from detector import FaceDetector
+from utils.images import read_image, write_image
 from utils.inference import format_widerface, scale_for_test
+from utils.threads import add_threads_argument, set_threads
 from utils.visualize import draw_detections
 
 
@@ -51,6 +53,7 @@ def parse_args(argv=None):
     p.add_argument("--cpu", action="store_true", help="same as --device cpu")
     add_device_argument(p)
     add_backend_arguments(p)
+    add_threads_argument(p)
     p.add_argument("--dataset_folder", default="./data/widerface/val/images/", help="WIDER FACE val images")
     p.add_argument("--list", help="val list (default: the dataset folder with images/ replaced by wider_val.txt)")
     p.add_argument("--confidence_threshold", type=float, default=0.02, help="keep scores above this (docs/METHOD.md §7)")
@@ -64,6 +67,8 @@ def parse_args(argv=None):
                    help="score needed to draw a face (--save_image): 0.5 as the public test_widerface.py; detect.py "
                         "draws from 0.6, as the public detect.py")
     p.add_argument("--vis_folder", default="./results/", help="where --save_image writes")
+    p.add_argument("--max_pixels", type=int, default=config.MAX_IMAGE_PIXELS,
+                   help="refuse larger images, read from the file's header before decoding (config.MAX_IMAGE_PIXELS)")
     return p.parse_args(argv)
 
 
@@ -78,25 +83,34 @@ def val_list_path(dataset_folder, explicit=None):
 
 
 def read_val_list(path):
+    """The image names of a val list (``/event/name.jpg`` per line, relative to the dataset
+    folder); a name leading out of it (``..``) is refused with its line."""
     if not os.path.isfile(path):
-        raise TDKDError(located(path, "val list not found (give --list or --dataset_folder)"))
+        raise TDKDError(located(path, "val list not found (give --list or --dataset_folder); WIDER FACE val goes "
+                                      "there (docs/EVALUATION.md#wider-face-val), or test on the synthetic set: "
+                                      "python -m data.synthetic, then --dataset_folder data/synthetic/val/images/ "
+                                      "--origin_size"))
+    names = []
     with open(path) as handle:
-        names = [line.strip() for line in handle if line.strip()]
+        for number, line in enumerate(handle, start=1):
+            name = line.strip()
+            if name and os.path.normpath(name.lstrip("/")).split(os.sep)[0] == "..":
+                raise TDKDError(located(path, f"{name!r} leads out of the dataset and save folders ('..'); "
+                                              "expected /event/name.jpg", number))
+            names += [name] if name else []
     if not names:
         raise TDKDError(located(path, "val list is empty"))
     return names
 
 
 def write_predictions(detector, dataset_folder, names, save_folder, origin_size=False, vis_folder=None,
-                      vis_thres=0.5, progress=True):
+                      vis_thres=0.5, progress=True, max_pixels=None):
     """Detect faces in every listed image and write ``save_folder/<event>/<name>.txt``; with
     ``vis_folder``, also the drawn images. Each file is complete or absent (atomic writes)."""
+    writable_folder(save_folder)
     for name in tqdm(names, desc="test_widerface", dynamic_ncols=True, disable=not progress):
         relative = name.lstrip("/")
-        image_path = os.path.join(dataset_folder, relative)
-        image = cv2.imread(image_path, cv2.IMREAD_COLOR)
-        if image is None:
-            raise TDKDError(located(image_path, "cannot read image (missing or corrupt)"))
+        image = read_image(os.path.join(dataset_folder, relative), max_pixels)
         resize = scale_for_test(*image.shape[:2], origin_size=origin_size)
         dets, landms = detector(image, resize)
         stem = os.path.splitext(relative)[0]
@@ -104,21 +118,20 @@ def write_predictions(detector, dataset_folder, names, save_folder, origin_size=
         write_text_atomic(format_widerface(os.path.basename(stem), dets),
                           os.path.join(save_folder, stem + ".txt"), tmp_folder=save_folder)
         if vis_folder:
-            canvas, _ = draw_detections(image, dets, landms, vis_thres)
-            out = os.path.join(vis_folder, relative)
-            os.makedirs(os.path.dirname(out), exist_ok=True)
-            cv2.imwrite(out, canvas)
+            write_image(os.path.join(vis_folder, relative), draw_detections(image, dets, landms, vis_thres)[0],
+                        vis_folder)
 
 
 def run(args):
     device = "cpu" if args.cpu else args.device
+    set_threads(args.threads)
     detector = FaceDetector.from_weights(
         args.trained_model, args.network, args.activation, device, args.backend, args.calibration,
         confidence_threshold=args.confidence_threshold, top_k=args.top_k, nms_threshold=args.nms_threshold,
         keep_top_k=args.keep_top_k)
     names = read_val_list(val_list_path(args.dataset_folder, args.list))
     write_predictions(detector, args.dataset_folder, names, args.save_folder, args.origin_size,
-                      args.vis_folder if args.save_image else None, args.vis_thres)
+                      args.vis_folder if args.save_image else None, args.vis_thres, max_pixels=args.max_pixels)
     detector.warn_dropped(args.trained_model)
     print(f"{len(names)} images: {detector.timer.summary()}")
 

@@ -16,6 +16,7 @@ import itertools
 import json
 import math
 import os
+import sys
 import time
 from contextlib import nullcontext
 
@@ -29,17 +30,19 @@ from data import TrainTransform, WiderFaceDetection, detection_collate
 from backends import BACKENDS, build_predictor
 from detector import FaceDetector
 from layers import MultiBoxLoss, build_distiller, level_shapes, prior_boxes
-from layers.distiller import TERMS, add_statistics, describe_distiller, dominance_warning, warmup_factor
+from layers.distiller import (TERMS, add_statistics, dead_teacher_message, describe_distiller, dominance_warning,
+                              warmup_factor)
 from models import build_model
 from models.fusion import frozen_inference_copy
 from models.teacher import calibrate_task_convs, teacher_from_detector
 from test_widerface import read_val_list, write_predictions
-from train_inputs import build_run_config, plan_run  # noqa: F401 - train.build_run_config for tools and tests
-from utils.checkpoint import load_state, load_training_checkpoint, save_atomic, write_text_atomic
+from train_inputs import build_run_config, plan_run, resume_command  # noqa: F401 - build_run_config for tools
+from utils.checkpoint import load_state, save_atomic, writable_folder, write_text_atomic
 from utils.cli import HelpFormatter, add_device_argument
-from utils.distributed import all_ranks_agree, cleanup_distributed, init_distributed
+from utils.distributed import all_ranks_agree, cleanup_distributed, finish_distributed, init_distributed
 from utils.errors import TDKDError, exit_on_error, located
 from utils.logger import CSVLogger, read_log
+from utils.threads import add_threads_argument, set_threads
 
 def _recipe_default(key):
     """How the default of a recipe flag is chosen, for ``--help``."""
@@ -76,10 +79,13 @@ def parse_args(argv=None):
     p.add_argument("--resume_net",
                    help="initial weights of the trained network (plain state dict); default in distillation "
                         f"mode: {config.DISTILLATION_START} (the published base student, as the public code's ./base.pth)")
-    p.add_argument("--resume", help="full training checkpoint (checkpoint_last.pth) to continue from")
+    p.add_argument("--resume", help="full training checkpoint (checkpoint_last.pth) to continue from, where it "
+                                    "stopped, with its settings (a flag given may change only what a resume can "
+                                    "honour: docs/TRAINING.md)")
     p.add_argument("--save_folder",
                    help="where logs, checkpoints and weights go; default: outputs/train/<mode>_<network>")
     add_device_argument(p)
+    add_threads_argument(p, training=True)
     p.add_argument("--ngpu", type=int, default=1,
                    help="the public code's DataParallel GPU count; here only 1 is accepted: use torchrun for more")
     p.add_argument("--amp", action="store_true", help="mixed precision (float16 on CUDA, bfloat16 on CPU)")
@@ -88,13 +94,15 @@ def parse_args(argv=None):
     p.add_argument("--max_iter", type=int, help="stop after this many iterations (smoke tests, benchmarks)")
     p.add_argument("-b", "--batch_size", type=int,
                    help="global batch, split over the processes; default: " + _recipe_default("batch_size"))
-    p.add_argument("--img_dim", type=int, help="training image size; default: " + _recipe_default("img_dim"))
+    p.add_argument("--img_dim", type=int,
+                   help=f"training image size, at most {config.MAX_IMG_DIM}; default: " + _recipe_default("img_dim"))
     p.add_argument("--lr", "--learning_rate", "--learning-rate", dest="lr", type=float,
                    help="initial learning rate; default: " + _recipe_default("lr"))
     p.add_argument("--max_epoch", type=int, help="default: " + _recipe_default("max_epoch"))
     p.add_argument("--milestones", type=int, nargs="+",
                    help="epochs where the lr is multiplied by gamma; default: " + _recipe_default("milestones"))
-    p.add_argument("--num_workers", type=int, help=f"data loader processes; default: {config.COMMON['num_workers']}")
+    p.add_argument("--num_workers", type=int, help="data loader processes; default: 4 as the public code, at most one per core "
+                   f"(here: {config.COMMON['num_workers']})")
     p.add_argument("--momentum", type=float, help=f"default: {config.COMMON['momentum']}")
     p.add_argument("--weight_decay", type=float, help=f"default: {config.COMMON['weight_decay']}")
     p.add_argument("--gamma", type=float, help=f"lr factor at each milestone; default: {config.COMMON['gamma']}")
@@ -112,9 +120,13 @@ def parse_args(argv=None):
     p.add_argument("--set", nargs="+", default=[], metavar="KEY=VALUE",
                    help="override any other setting of config.py, e.g. loss_weights.probability=25")
     args = p.parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)  # for the --resume command in messages
     if args.ngpu != 1:
         raise TDKDError(f"--ngpu {args.ngpu}: multi-GPU training runs through DistributedDataParallel; "
                         f"use 'torchrun --nproc_per_node={args.ngpu} train.py ...' instead")
+    if args.img_dim is not None and not 0 < args.img_dim <= config.MAX_IMG_DIM:
+        raise TDKDError(f"--img_dim {args.img_dim}: expected 1 to {config.MAX_IMG_DIM} pixels (config.MAX_IMG_DIM; "
+                        "the recipes use 640 or 840)")
     return args
 
 
@@ -135,9 +147,13 @@ class Trainer:
                                          weight_decay=self.cfg["weight_decay"])
         self.scheduler = torch.optim.lr_scheduler.MultiStepLR(self.optimizer, self.cfg["milestones"], self.cfg["gamma"])
         self.start_epoch, self.iteration, self.saved_epochs = 0, 0, []
+        self.epoch_batches = 0  # batches of the current epoch trained (a run resumed mid-epoch starts past 0)
+        self.last_checkpoint = None  # (path, what it holds) of the checkpoint a resume would start from
         if args.resume:
-            self._restore(args.resume)
+            self._restore(self.plan.resume, args.resume)
+        self.current_epoch = self.start_epoch
         self.dataset, self.sampler, self.loader = self._build_data()
+        self.batches_per_epoch = len(self.loader)
         if self.plan.from_detector and not args.resume:
             self._calibrate_task_convs()
         self.criterion = MultiBoxLoss(self.cfg["overlap_threshold"], self.cfg["negpos_ratio"], self.net_cfg["variance"])
@@ -154,7 +170,7 @@ class Trainer:
         self.train_model = self._wrap(self.model)
         trainable = any(p.requires_grad for p in self._distiller_parameters())
         self.train_distiller = self._wrap(self.distiller) if trainable else self.distiller
-        self.logger = CSVLogger(self._path("train_log.csv"), self.start_epoch if args.resume else None) if ctx.is_main else None
+        self.logger = CSVLogger(self._path("train_log.csv"), self.iteration if args.resume else None) if ctx.is_main else None
         self.validator = Validator(self, args.val_dataset) if args.val_dataset else None
 
     def _build_model(self):
@@ -232,9 +248,9 @@ class Trainer:
 
     def _build_data(self):
         dataset = WiderFaceDetection(self.args.training_dataset, TrainTransform(self.cfg["img_dim"], self.cfg["rgb_mean"]),
-                                     seed=self.cfg["seed"])
-        sampler = DistributedSampler(dataset, num_replicas=self.ctx.world_size, rank=self.ctx.rank,
-                                     shuffle=True, seed=self.cfg["seed"])
+                                     seed=self.cfg["seed"], max_pixels=self.cfg["max_pixels"])
+        sampler = ResumableSampler(dataset, num_replicas=self.ctx.world_size, rank=self.ctx.rank,
+                                   shuffle=True, seed=self.cfg["seed"])
         loader = DataLoader(dataset, batch_size=self.cfg["batch_size"] // self.ctx.world_size, sampler=sampler,
                             num_workers=self.cfg["num_workers"], collate_fn=detection_collate,
                             pin_memory=self.ctx.device.type == "cuda", persistent_workers=self.cfg["num_workers"] > 0)
@@ -249,41 +265,62 @@ class Trainer:
     def _path(self, name):
         return os.path.join(self.save_folder, name)
 
-    def _restore(self, path):
-        state = load_training_checkpoint(path)
-        if (state["mode"], state["network"]) != (self.mode, self.net_cfg["name"]):
-            raise TDKDError(f"{path}: checkpoint of --mode {state['mode']} --network {state['network']}, "
-                            f"not of --mode {self.mode} --network {self.net_cfg['name']}")
+    def _restore(self, state, path):
+        """Continue the run of ``state`` (read and checked by ``plan_run``), read from ``path``."""
         load_state(self.model, state["model"], path)
         if self.distiller is not None:
             load_state(self.distiller, state.get("distiller", {}), path)
-        self.optimizer.load_state_dict(state["optimizer"])
-        self.scheduler.load_state_dict(state["scheduler"])
+        try:
+            self.optimizer.load_state_dict(state["optimizer"])
+            self.scheduler.load_state_dict(state["scheduler"])
+        except (KeyError, ValueError, TypeError, IndexError, RuntimeError) as exc:
+            raise TDKDError(located(path, f"its optimiser state does not fit this run's parameters ({exc})")) from None
         self.start_epoch, self.iteration = state["epoch"], state["iteration"]
+        self.epoch_batches = state.get("epoch_batches", 0)
         torch.set_rng_state(state["torch_rng"])
+        self.last_checkpoint = (path, self._position(self.start_epoch, self.epoch_batches))
+
+    @staticmethod
+    def _position(epoch, batches):
+        """Where a checkpoint stands, in words."""
+        if batches:
+            return f"epoch {epoch + 1}, after {batches} of its iterations"
+        return f"after epoch {epoch}" if epoch else "before the first epoch"
 
     def _checkpoint(self, epoch):
+        """The resumable state before epoch index ``epoch``, ``epoch_batches`` of its batches done."""
         state = dict(
             mode=self.mode, network=self.net_cfg["name"], activation=self.net_cfg["activation"],
             model=self.model.state_dict(), optimizer=self.optimizer.state_dict(),
-            scheduler=self.scheduler.state_dict(), epoch=epoch, iteration=self.iteration,
-            torch_rng=torch.get_rng_state(), config=json.dumps(self.cfg),
+            scheduler=self.scheduler.state_dict(), epoch=epoch, epoch_batches=self.epoch_batches,
+            iteration=self.iteration, torch_rng=torch.get_rng_state(), config=json.dumps(self.cfg),
         )
         if self.distiller is not None:
             state["distiller"] = self.distiller.state_dict()
         return state
 
     def fit(self):
-        """Train from ``start_epoch`` to ``max_epoch``; returns the trained (unwrapped) model."""
+        """Train from ``start_epoch`` to ``max_epoch``; returns the trained (unwrapped) model.
+        Ctrl-C ends it with ``TrainingInterrupted``, which says what was saved."""
+        try:
+            return self._fit()
+        except KeyboardInterrupt:
+            raise TrainingInterrupted(self._interrupted() if self.ctx.is_main else "") from None
+
+    def _fit(self):
         if self.ctx.is_main:
             print(self.describe(), flush=True)
         self._init_adapters()
         for epoch in range(self.start_epoch, self.cfg["max_epoch"]):
-            finished = self._train_epoch(epoch)
-            self.scheduler.step()
+            self._train_epoch(epoch)
+            ended = self.epoch_batches == self.batches_per_epoch
+            if ended:
+                self.scheduler.step()
+                self.epoch_batches = 0
+            finished = bool(self.args.max_iter) and self.iteration >= self.args.max_iter
             self._check_weights_finite(epoch + 1)
             if self.ctx.is_main:
-                self._save_epoch(epoch + 1)
+                self._save_checkpoint(epoch + 1 if ended else epoch)
                 if self.validator and self.validator.due(epoch + 1, finished):
                     self.validator.run(epoch)
             if finished:
@@ -292,6 +329,15 @@ class Trainer:
             self._save_final()
             print(self.saved_files(), flush=True)
         return self.model
+
+    def _interrupted(self):
+        """One line on Ctrl-C: where training stood, the checkpoint to resume from and how."""
+        where = f"interrupted in epoch {self.current_epoch + 1} at iteration {self.iteration + 1}"
+        if self.last_checkpoint is None:
+            return f"{where}: no checkpoint was written yet (the first comes at the end of epoch 1); nothing to resume"
+        path, position = self.last_checkpoint
+        return (f"{where}: last checkpoint {path} ({position}); resume with: "
+                f"{resume_command(self.args, path, self.ctx.world_size)}")
 
     def describe(self):
         """The resolved run, one block: what trains, on what, with which settings, where to."""
@@ -306,7 +352,7 @@ class Trainer:
         lines.append(f"  data: {self.args.training_dataset}, {len(self.dataset)} images, "
                      f"{len(self.loader)} iterations per epoch{stop}")
         if self.args.resume:
-            lines.append(f"  resumed: {self.args.resume} at epoch {self.start_epoch}, iteration {self.iteration}")
+            lines.append(f"  resumed: {self.args.resume} ({self.last_checkpoint[1]}), iteration {self.iteration}")
         if self.validator:
             lines.append(f"  validation: {self.validator.folder}, {len(self.validator.names)} images, every "
                          f"{self.cfg['val_interval']} epochs")
@@ -327,25 +373,38 @@ class Trainer:
         return "\n".join(lines)
 
     def _progress(self, epoch):
-        """Description and number of iterations of an epoch, shortened by --max_iter."""
-        per_epoch, last_epoch = len(self.loader), self.cfg["max_epoch"]
+        """Description and last batch of an epoch (``batches_per_epoch``, or fewer under --max_iter)."""
+        per_epoch, last_epoch, done = self.batches_per_epoch, self.cfg["max_epoch"], self.epoch_batches
         if not self.args.max_iter:
             return f"{self.mode} epoch {epoch + 1}/{last_epoch}", per_epoch
         left = max(1, self.args.max_iter - self.iteration)
-        last_epoch = min(last_epoch, epoch + math.ceil(left / per_epoch))
-        return f"{self.mode} epoch {epoch + 1}/{last_epoch} (--max_iter {self.args.max_iter})", min(per_epoch, left)
+        last_epoch = min(last_epoch, epoch + math.ceil((done + left) / per_epoch))
+        return f"{self.mode} epoch {epoch + 1}/{last_epoch} (--max_iter {self.args.max_iter})", min(per_epoch, done + left)
+
+    def _batches(self, epoch):
+        """The epoch's batches from ``epoch_batches`` on: the same ones as an uninterrupted run
+        (the order depends on the seed and epoch only); skipped ones are not loaded. The loader
+        of a part-epoch draws no torch random number, so the RNG stays as the checkpoint left it."""
+        self.sampler.set_epoch(epoch)
+        self.dataset.set_epoch(epoch)
+        self.sampler.skip = self.epoch_batches * self.loader.batch_size
+        if not self.sampler.skip:
+            return iter(self.loader)
+        with torch.random.fork_rng(devices=[]):
+            return iter(self.loader)
 
     def _train_epoch(self, epoch):
         self.model.train()
-        self.sampler.set_epoch(epoch)
-        self.dataset.set_epoch(epoch)
-        desc, total = self._progress(epoch)
-        bar = tqdm(itertools.islice(self.loader, total), desc=desc, total=total, disable=not self.ctx.is_main,
+        self.current_epoch = epoch
+        desc, last = self._progress(epoch)
+        batches = itertools.islice(self._batches(epoch), last - self.epoch_batches)
+        bar = tqdm(batches, desc=desc, initial=self.epoch_batches, total=last, disable=not self.ctx.is_main,
                    dynamic_ncols=True)
         for images, targets in bar:
             start = time.perf_counter()
             losses = self._step(images, targets)
             self.iteration += 1
+            self.epoch_batches += 1
             if self.ctx.is_main:
                 values = dict(zip(losses, torch.stack(list(losses.values())).tolist()))  # one device sync
                 row = dict(epoch=epoch, iteration=self.iteration, lr=self.optimizer.param_groups[0]["lr"],
@@ -356,18 +415,40 @@ class Trainer:
                     warning = dominance_warning(values, self.cfg["loss_weights"])
                     if warning:
                         tqdm.write(warning)
-        return bool(self.args.max_iter) and self.iteration >= self.args.max_iter
 
     def _step(self, images, targets):
+        """One training iteration; bench/train_speed.py times the same calls one by one."""
         images, targets = self._inputs(images, targets)
-        with self.autocast():
-            outputs = self.train_model(images)
-            if self.teacher is not None:
-                teacher_outputs = self._teacher_outputs(images)
-        outputs = _to_float(outputs)
+        outputs = self._student_forward(images)
+        teacher_outputs = self._teacher_forward(images) if self.teacher is not None else None
         losses, match = self.criterion(outputs, self.priors, targets)
         if self.teacher is not None:
-            losses.update(self.train_distiller(outputs, _to_float(teacher_outputs), match, self.shapes))
+            losses.update(self._distillation_losses(outputs, teacher_outputs, match))
+        total = self._total_loss(losses)
+        self._update(total)
+        return {k: v.detach() for k, v in losses.items()}
+
+    def _student_forward(self, images):
+        with self.autocast():
+            return _to_float(self.train_model(images))
+
+    def _teacher_forward(self, images):
+        with self.autocast():
+            return _to_float(self._teacher_outputs(images))
+
+    def _distillation_losses(self, outputs, teacher_outputs, match):
+        """The distiller's terms; on a fresh run's first step, first the check that the
+        teacher's imitated features are not essentially zero (on every process)."""
+        if self.iteration == 0:
+            dead = self.distiller.dead_teacher_features(outputs, teacher_outputs, match, self.shapes)
+            if not all_ranks_agree(self.ctx, not dead):
+                raise TDKDError(f"{self.plan.teacher.path}: " + (dead_teacher_message(dead) if dead else
+                                "the teacher's features are essentially zero on another process"))
+        return self.train_distiller(outputs, teacher_outputs, match, self.shapes)
+
+    def _total_loss(self, losses):
+        """The weighted sum (distillation terms ramped up over the warm-up) in ``losses['total']``;
+        a non-finite total stops the run on every process."""
         weights = self.cfg["loss_weights"]
         ramp = warmup_factor(self.iteration, self.cfg.get("distill_warmup", 0))
         total = sum(weights[name] * (ramp if name in TERMS else 1.0) * value for name, value in losses.items())
@@ -376,11 +457,13 @@ class Trainer:
             terms = ", ".join(f"{k}={v.item():.6g}" for k, v in losses.items())
             raise TDKDError(f"non-finite loss at iteration {self.iteration + 1} ({terms}); training stopped, "
                             f"{self._last_good_checkpoint()}")
+        return total
+
+    def _update(self, total):
         self.optimizer.zero_grad(set_to_none=True)
         self.scaler.scale(total).backward()
         self.scaler.step(self.optimizer)
         self.scaler.update()
-        return {k: v.detach() for k, v in losses.items()}
 
     def _inputs(self, images, targets):
         """The batch on the device."""
@@ -392,8 +475,7 @@ class Trainer:
         return self.teacher(images.contiguous(memory_format=torch.channels_last))
 
     def _last_good_checkpoint(self):
-        path = self._path("checkpoint_last.pth")
-        return f"resume from {path}" if os.path.isfile(path) else "no checkpoint was written yet"
+        return f"resume from {self.last_checkpoint[0]}" if self.last_checkpoint else "no checkpoint was written yet"
 
     def _check_weights_finite(self, epoch):
         """Every rank checks (the weights are the same on all), so all stop together."""
@@ -401,12 +483,16 @@ class Trainer:
             raise TDKDError(f"weights became non-finite in epoch {epoch}; they were not saved, "
                             f"{self._last_good_checkpoint()}")
 
-    def _save_epoch(self, epoch):
+    def _save_checkpoint(self, epoch):
+        """``checkpoint_last.pth`` before epoch index ``epoch`` (``epoch_batches`` of it done: a
+        run stopped by --max_iter), after the epoch's snapshot ``<network>_epoch_<N>.pth`` when one
+        is due, so that a kill between the two writes loses neither (resuming rewrites the same)."""
         state = self._checkpoint(epoch)
-        save_atomic(state, self._path("checkpoint_last.pth"))
-        if epoch % self.cfg["save_interval"] == 0 or epoch == self.cfg["max_epoch"]:
+        if not self.epoch_batches and (epoch % self.cfg["save_interval"] == 0 or epoch == self.cfg["max_epoch"]):
             save_atomic(state, self._path(f"{self.net_cfg['name']}_epoch_{epoch}.pth"))
             self.saved_epochs.append(epoch)
+        save_atomic(state, self._path("checkpoint_last.pth"))
+        self.last_checkpoint = (self._path("checkpoint_last.pth"), self._position(epoch, self.epoch_batches))
 
     def _save_final(self):
         self.save_weights(f"{self.net_cfg['name']}_Final")
@@ -438,7 +524,7 @@ class Validator:
         self.predictions = trainer._path("val_predictions")
         self.logger = self.best = None
         if trainer.ctx.is_main:
-            self.logger = CSVLogger(trainer._path("val_log.csv"), trainer.start_epoch if trainer.args.resume else None)
+            self.logger = CSVLogger(trainer._path("val_log.csv"), trainer.iteration if trainer.args.resume else None)
             rows = read_log(self.logger.path) if os.path.isfile(self.logger.path) else []
             self.best = max(rows, key=lambda r: r["hard"], default=None)
 
@@ -454,7 +540,7 @@ class Validator:
         network = build_predictor(trainer.args.val_backend, trainer.model.eval(), cfg, device=trainer.ctx.device)
         detector = FaceDetector(network, cfg, trainer.ctx.device)
         write_predictions(detector, self.images, self.names, self.predictions,
-                          origin_size=trainer.cfg["val_origin_size"], progress=False)
+                          origin_size=trainer.cfg["val_origin_size"], progress=False, max_pixels=trainer.cfg["max_pixels"])
         aps = evaluate_predictions(read_predictions(self.predictions), self.ground_truth).aps
         row = dict(epoch=epoch, iteration=trainer.iteration, **aps, mean=sum(aps.values()) / len(aps),
                    seconds=time.perf_counter() - start)
@@ -472,25 +558,51 @@ class Validator:
         return f"epoch {int(self.best['epoch']) + 1}, hard AP {self.best['hard']:.4f}"
 
 
+class ResumableSampler(DistributedSampler):
+    """``DistributedSampler`` that can start its epoch ``skip`` samples in (a run resumed
+    mid-epoch), without loading the skipped ones."""
+    skip = 0
+
+    def __iter__(self):
+        return itertools.islice(super().__iter__(), self.skip, None)
+
+    def __len__(self):
+        return self.num_samples - self.skip
+
+
+class TrainingInterrupted(KeyboardInterrupt):
+    """Ctrl-C during training; its message says what was saved and how to resume."""
+
+
 def _to_float(outputs):
     return {k: ([t.float() for t in v] if isinstance(v, list) else v.float()) for k, v in outputs.items()}
 
 
 def run(args):
     """Train as ``args`` says; returns the trained model (each rank its own copy)."""
+    set_threads(args.threads, training=True)
     ctx = init_distributed(args.device)
     try:
         plan = plan_run(args, ctx.world_size)  # every input checked before anything is written
         if ctx.is_main:
-            os.makedirs(plan.save_folder, exist_ok=True)
-        return Trainer(args, ctx, plan).fit()
+            writable_folder(plan.save_folder)
+        model = Trainer(args, ctx, plan).fit()
+        finish_distributed(ctx)
+        return model
     finally:
         cleanup_distributed(ctx)
 
 
 @exit_on_error
 def main(argv=None):
-    run(parse_args(argv))
+    """Train; Ctrl-C ends with one line saying what was saved and exit status 130."""
+    try:
+        run(parse_args(argv))
+    except KeyboardInterrupt as exc:
+        message = str(exc) if isinstance(exc, TrainingInterrupted) else "interrupted before training started"
+        if message:
+            print(message, file=sys.stderr, flush=True)
+        sys.exit(130)
 
 
 if __name__ == "__main__":

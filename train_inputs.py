@@ -6,6 +6,8 @@ network whose shapes the weights have, else the mode's default), reads every inp
 reports every problem it finds in one error: a run never stops on a second problem after the
 first is fixed, and no ``--save_folder`` is made for a run that cannot start.
 """
+import glob
+import json
 import os
 import shlex
 from dataclasses import dataclass
@@ -23,6 +25,13 @@ from utils.errors import TDKDError, located
 
 RECIPE_FLAGS = ("batch_size", "img_dim", "lr", "max_epoch", "num_workers", "momentum",
                 "weight_decay", "gamma", "milestones", "seed", "save_interval", "val_interval")
+# Settings a resumed run takes from its checkpoint: the optimiser and the lr schedule continue
+# from their saved states, and the batches (sampler and augmentation) follow the seed and batch.
+RESUME_FIXED = ("lr", "momentum", "weight_decay", "milestones", "gamma", "batch_size", "seed")
+# The lowest value of each setting: checked before anything is written.
+# (--img_dim's range is checked with the flag, in train.parse_args.)
+LOWER_BOUNDS = {"batch_size": 1, "num_workers": 0, "max_epoch": 1, "save_interval": 1, "val_interval": 1}
+RUN_FILES = ("checkpoint_last.pth", "*_Final.pth", "*_epoch_*.pth", "*_best.pth")  # what a run saves
 SYNTHETIC_FOLDER = "data/synthetic"  # python -m data.synthetic's default --out
 WIDER_TRAIN = "./data/widerface/train/label.txt"  # train.py's default --training_dataset
 
@@ -50,17 +59,21 @@ class RunPlan:
     backbone_weights: str = None  # the ImageNet file a run without start weights begins from (None: scratch)
     net_cfg: dict = None  # config.network_config of the trained network
     cfg: dict = None  # the run's settings (build_run_config)
+    resume: dict = None  # the --resume checkpoint, read and checked (load_training_checkpoint)
 
 
 def build_run_config(args, plan=None):
     """Network settings and training recipe of the run (of ``plan``'s networks when given,
-    else of the flags and the mode's defaults), with every override applied."""
+    else of the flags and the mode's defaults), with every override applied. A resumed run
+    starts from the settings stored in its checkpoint, so only the flags given change them."""
     network = plan.network if plan else args.network or config.DEFAULT_NETWORK[args.mode]
     activation = plan.activation if plan else args.activation
     try:
         cfg = config.training_config(args.mode, network, args.recipe, from_detector=bool(plan and plan.from_detector))
     except KeyError as exc:
         raise TDKDError(exc.args[0]) from None
+    if plan and plan.resume:
+        cfg.update(json.loads(plan.resume["config"]))
     for name in RECIPE_FLAGS:
         if getattr(args, name) is not None:
             cfg[name] = getattr(args, name)
@@ -91,29 +104,36 @@ def plan_run(args, world_size=1):
             return None
 
     teacher = attempt(read_teacher, args) if args.mode == "distillation" else None
+    resume = attempt(load_training_checkpoint, args.resume) if args.resume else None
     start = attempt(read_start, args)
-    network = args.network or (start.network if start else None) or config.DEFAULT_NETWORK[args.mode]
-    activation = args.activation or (start.activation if start else None) or config.DEFAULT_ACTIVATION
+    network = args.network or (resume["network"] if resume else None) or (start.network if start else None) \
+        or config.DEFAULT_NETWORK[args.mode]
+    activation = args.activation or (resume.get("activation") if resume else None) \
+        or (start.activation if start else None) or config.DEFAULT_ACTIVATION
     if start:
         start.network, start.activation = network, activation
         task_heads = args.mode == "teacher" and start.kind != "student"
         attempt(check_fit, start, task_heads)
     backbone = None
-    if start is None and not args.resume:
+    if start is None and not args.resume and not args.resume_net:  # a --resume_net that fails is reported above
         backbone = attempt(check_backbone, network, activation, args.backbone_weights)
-    if args.resume:
-        attempt(check_resume, args.resume, args.mode, network)
+    if resume:
+        attempt(check_resume, args.resume, resume, args.mode, network, activation)
     attempt(check_training_set, args.training_dataset)
     if args.val_dataset:
         attempt(check_val_set, args.val_dataset)
     save_folder = args.save_folder or default_save_folder(args.mode, network)
     if os.path.exists(save_folder) and not os.path.isdir(save_folder):
         problems.append(located(save_folder, "--save_folder is a file, not a folder"))
+    attempt(check_save_folder, args, save_folder, world_size)
     from_detector = args.mode == "teacher" and start is not None and start.kind == "student"
-    plan = RunPlan(network, activation, save_folder, start, teacher, from_detector, backbone)
+    plan = RunPlan(network, activation, save_folder, start, teacher, from_detector, backbone, resume=resume)
     configured = attempt(build_run_config, args, plan)
     if configured:
         plan.net_cfg, plan.cfg = configured
+        problems += settings_problems(plan.cfg, args)
+        if resume:
+            problems += resume_problems(plan.cfg, args, resume)
         if plan.cfg["batch_size"] % world_size:
             problems.append(f"--batch_size {plan.cfg['batch_size']} is not divisible by {world_size} processes")
     if len(problems) == 1:
@@ -122,6 +142,81 @@ def plan_run(args, world_size=1):
         raise TDKDError(f"{len(problems)} problems (nothing was written):\n"
                         + "\n".join("  - " + p.replace("\n", "\n    ") for p in problems))
     return plan
+
+
+def settings_problems(cfg, args):
+    """Settings below their lowest sensible value (a flag or ``--set``), one line each."""
+    problems = [f"--{key} {cfg[key]}: must be at least {minimum}" for key, minimum in LOWER_BOUNDS.items()
+                if cfg[key] < minimum]
+    if args.max_iter is not None and args.max_iter < 1:
+        problems.append(f"--max_iter {args.max_iter}: must be at least 1")
+    problems += [f"--{key} {cfg[key]}: must be above 0" for key in ("lr", "gamma") if not cfg[key] > 0]
+    problems += [f"--{key} {cfg[key]}: must not be negative" for key in ("momentum", "weight_decay") if cfg[key] < 0]
+    return problems
+
+
+def resume_problems(cfg, args, state):
+    """Settings a resumed run cannot honour: changes to ``RESUME_FIXED`` (the optimiser, the lr
+    schedule and the batches continue from the checkpoint) and limits already reached."""
+    stored = json.loads(state["config"])
+    changed = [f"--{key} {_flag_value(cfg[key])} (checkpoint: {_flag_value(stored[key])})"
+               for key in RESUME_FIXED if key in stored and cfg[key] != stored[key]]
+    if args.recipe and args.recipe != stored.get("recipe"):
+        changed.append(f"--recipe {args.recipe} (checkpoint: {stored.get('recipe')})")
+    problems = []
+    if changed:
+        problems.append(located(args.resume, f"a resumed run keeps its optimiser, lr schedule and batches, so "
+                                f"{', '.join(changed)} cannot change; leave them out, or start a new run from "
+                                f"its weights: --resume_net {args.resume} and another --save_folder"))
+    if cfg["max_epoch"] < state["epoch"]:
+        problems.append(f"--max_epoch {cfg['max_epoch']}: the checkpoint {args.resume} has finished {state['epoch']} "
+                        "epochs already")
+    if args.max_iter is not None and args.max_iter <= state["iteration"]:
+        problems.append(f"--max_iter {args.max_iter}: the checkpoint {args.resume} is at iteration "
+                        f"{state['iteration']} already; give a larger --max_iter, or leave it out to train to "
+                        "--max_epoch")
+    return problems
+
+
+def _flag_value(value):
+    return " ".join(map(str, value)) if isinstance(value, list) else str(value)
+
+
+def check_save_folder(args, folder, world_size):
+    """A folder that holds another run's checkpoint or weights is refused, with the command
+    that continues that run: training into it would mix or overwrite the two runs."""
+    found = run_files(folder)
+    if not found:
+        return
+    checkpoint = os.path.join(folder, "checkpoint_last.pth")
+    if args.resume and os.path.isfile(args.resume) and os.path.samefile(os.path.dirname(os.path.abspath(args.resume)),
+                                                                          folder):
+        return
+    names = ", ".join(os.path.basename(p) for p in found[:4]) + (", ..." if len(found) > 4 else "")
+    fresh = "to start a new run instead, give another --save_folder"
+    if os.path.isfile(checkpoint):
+        how = f"continue it with: {resume_command(args, checkpoint, world_size)}; or, {fresh}"
+    else:
+        how = fresh
+    raise TDKDError(located(folder, f"holds another run ({names}), which this one would overwrite; {how}"))
+
+
+def run_files(folder):
+    """The checkpoints and weights of a run in ``folder`` (sorted; [] when there is none)."""
+    return sorted({path for pattern in RUN_FILES for path in glob.glob(os.path.join(glob.escape(folder), pattern))})
+
+
+def resume_command(args, checkpoint, world_size=1):
+    """The command line of this run with ``--resume checkpoint`` (replacing any ``--resume``)."""
+    argv, kept = list(args.argv), []
+    while argv:
+        arg = argv.pop(0)
+        if arg == "--resume" and argv:
+            argv.pop(0)
+        elif not arg.startswith("--resume="):
+            kept.append(arg)
+    launcher = "python" if world_size == 1 else f"torchrun --nproc_per_node={world_size}"
+    return f"{launcher} {shlex.join(['train.py', *kept, '--resume', os.fspath(checkpoint)])}"
 
 
 def read_weights(path, network=None, activation=None, default_network=None):
@@ -175,11 +270,13 @@ def check_backbone(network, activation, path):
     return path
 
 
-def check_resume(path, mode, network):
-    state = load_training_checkpoint(path)
+def check_resume(path, state, mode, network, activation):
+    """The checkpoint continues a run of this mode, network and activation."""
     if (state["mode"], state["network"]) != (mode, network):
         raise TDKDError(located(path, f"checkpoint of --mode {state['mode']} --network {state['network']}, "
                                       f"not of --mode {mode} --network {network}"))
+    if state.get("activation", activation) != activation:
+        raise TDKDError(located(path, f"checkpoint of --activation {state['activation']}, not {activation}"))
 
 
 def read_teacher(args):

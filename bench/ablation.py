@@ -3,6 +3,7 @@
     python bench/ablation.py [--rows control tdkd cls ...] [--seeds 0 1 2] [--out outputs/quickstart]
     python bench/ablation.py --report      # the table of the finished runs only
     python bench/ablation.py --rows control tdkd paper --seeds 0 1 --schedule_scale 4   # 4x longer
+    python bench/ablation.py --rows control tdkd --seeds 3 4 5 --data_seed 1   # another data set
 
 Every row starts from the same student and distils from one shared teacher (the shipped
 ones unless --student_weights / --teacher_weights), with the quickstart's distillation
@@ -46,9 +47,12 @@ def parse_args(argv=None):
     p.add_argument("--teacher_weights", help="default: the shipped config.QUICKSTART['teacher_weights']")
     p.add_argument("--student_weights", help="default: the shipped config.QUICKSTART['student_weights']")
     p.add_argument("--report", action="store_true", help="train nothing: the table of the runs finished with the current settings, "
-                   "teacher and student")
+                   "teacher and student (nothing to probe and no table where none is)")
     p.add_argument("--schedule_scale", type=int, default=1, help="epochs and milestones times this")
     p.add_argument("--no_probe", action="store_true", help="leave the probe column empty (it takes ~1 min per new run)")
+    p.add_argument("--data_seed", type=int, default=config.QUICKSTART["data"]["seed"],
+                   help="seed of the synthetic train and val sets; another seed than the quickstart's makes "
+                        "another set and keeps its runs in OUT/data_seedN/ (a held-out set to report on)")
     return p.parse_args(argv)
 
 
@@ -97,10 +101,12 @@ def markdown_table(results, seeds, probes=None, start_probe=None):
 def main(argv=None):
     args = parse_args(argv)
     out = Path(args.out)
+    if args.data_seed != config.QUICKSTART["data"]["seed"]:
+        out = out / f"data_seed{args.data_seed}"
     teacher = shipped_weights("teacher", args.teacher_weights)
     student = shipped_weights("student", args.student_weights)
     if not args.report:
-        ensure_data(out / "data")
+        ensure_data(out / "data", seed=args.data_seed)
     results, probes = {row: {} for row in args.rows}, {row: {} for row in args.rows}
     network = config.QUICKSTART["teacher_network"]
     for row in args.rows:
@@ -116,6 +122,10 @@ def main(argv=None):
             results[row][seed] = test_and_evaluate(weights, out / "data", folder, f"{row} seed {seed}")
             if not args.no_probe:
                 probes[row][seed] = cached_task_share(weights, teacher, network, out / "data", folder)
+    if args.report and not any(results.values()):
+        print(f"no run of these rows and seeds is finished with the current settings in {out}; "
+              "bench/ablation.py without --report trains them")
+        return
     start_probe = None if args.no_probe else cached_task_share(student, teacher, network, out / "data",
                                                                out / "student_eval")
     table = markdown_table(results, args.seeds, probes, start_probe)

@@ -66,6 +66,17 @@ def report(observed, resampled, names):
     return "\n".join(lines)
 
 
+def pair_names(base, other):
+    """``(common folder, ["BASE vs OTHER"])``: each pair named by its folders as given, less the
+    leading folders that every folder shares (runs differ by seed and arm, not by their root)."""
+    parts = [Path(folder).parts for folder in [*base, *other]]
+    common = 0
+    while all(len(p) > common + 1 and p[common] == parts[0][common] for p in parts):
+        common += 1
+    short = ["/".join(p[common:]) for p in parts]
+    return "/".join(parts[0][:common]), [f"{b} vs {o}" for b, o in zip(short[:len(base)], short[len(base):])]
+
+
 @exit_on_error
 def main(argv=None):
     args = parse_args(argv)
@@ -73,9 +84,9 @@ def main(argv=None):
     base = [counts_per_image(read_predictions(folder), ground_truth) for folder in args.base]
     other = [counts_per_image(read_predictions(folder), ground_truth) for folder in args.other]
     observed, resampled = bootstrap_differences(base, other, args.resamples, args.seed)
-    names = [f"{Path(b).parent.name} vs {Path(o).parent.name}" if len(args.base) == 1 else f"pair {i + 1}"
-             for i, (b, o) in enumerate(zip(args.base, args.other))]
-    print(f"{args.resamples} paired resamples of the {len(ground_truth.names)} val images, AP in %:\n")
+    prefix, names = pair_names(args.base, args.other)
+    below = f", prediction folders below {prefix}/" if prefix else ""
+    print(f"{args.resamples} paired resamples of the {len(ground_truth.names)} val images, AP in %{below}:\n")
     print(report(observed, resampled, names))
 
 

@@ -24,6 +24,7 @@ import torch  # noqa: E402
 
 import config  # noqa: E402
 import train  # noqa: E402
+from bench.probe import synthetic_set  # noqa: E402
 from layers.distiller import DETECTION_TERMS, describe_distiller  # noqa: E402
 from utils.cli import HelpFormatter  # noqa: E402
 from utils.errors import exit_on_error  # noqa: E402
@@ -112,6 +113,7 @@ def markdown_table(budget):
 @exit_on_error
 def main(argv=None):
     args = parse_args(argv)
+    synthetic_set(args.data, ["train"])
     with tempfile.TemporaryDirectory() as folder:
         trainer = build_trainer(args, folder)
         trainer._init_adapters()

@@ -48,6 +48,7 @@ from detector import DEFAULT_WEIGHTS, FaceDetector  # noqa: E402
 from tests.test_widerface_test import public_pipeline  # noqa: E402
 from utils.box_utils import match_detections  # noqa: E402
 from utils.cli import HelpFormatter  # noqa: E402
+from utils.distributed import resolve_device  # noqa: E402
 from utils.errors import TDKDError, exit_on_error, located  # noqa: E402
 from utils.inference import format_widerface, scale_for_test  # noqa: E402
 
@@ -137,11 +138,11 @@ def build_pipelines(args, weights, device):
             compiled.clock = clock
             pipelines["torch + compile"] = compiled
         if backend == "eager" and args.half:
-            half = FaceDetector(HalfPrecision(FaceDetector.from_weights(weights, device=device).model),
-                                detector.cfg, device)
+            eager = FaceDetector.from_weights(weights, device=device, backend="eager")
+            half = FaceDetector(HalfPrecision(eager.model), detector.cfg, device)
             half.clock = clock
             pipelines["eager float16"] = half
-    reference = FaceDetector.from_weights(weights, device=device)
+    reference = FaceDetector.from_weights(weights, device=device, backend="eager")  # the public forward
     reference.clock = clock
     pipelines[PUBLIC] = Public(reference)
     return pipelines
@@ -331,7 +332,7 @@ def widerface_loop(pipelines, val, names, clock, origin_size=False):
 @exit_on_error
 def main(argv=None):
     args = parse_args(argv)
-    device = torch.device(args.device)
+    device = resolve_device(args.device)
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
     clock = time.process_time if args.clock == "cpu" else time.perf_counter
     photo, source = load_photo(args.image)

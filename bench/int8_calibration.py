@@ -112,7 +112,7 @@ def quantized(float_path, folder, label, method, count, seed, float_set, extra_o
                 "extra_options": extra_options}
     ranges = Path(folder) / f"{label}-{method}-{count}-{seed}.json"
     output = Path(folder) / f"{label}-{method}-{count}-{seed}-{float_set}.onnx"
-    quantize_int8(float_path, output, CalibrationImages(None, count, seed), settings, ranges)
+    quantize_int8(float_path, output, CalibrationImages(None, count, seed), settings=settings, ranges=ranges)
     return output
 
 

@@ -79,6 +79,17 @@ def unexplained(fit, test, ridge):
     return (residual / energy).item() if energy > 0 else float("nan")
 
 
+def synthetic_set(data, splits=("train", "val")):
+    """``--data`` of the bench tools: a synthetic set with ``splits``' label files, as ``make
+    quickstart`` or ``python -m data.synthetic --out DATA`` writes it; else one line saying so."""
+    for split in splits:
+        label = Path(data) / split / "label.txt"
+        if not label.is_file():
+            raise TDKDError(located(label, f"not found: --data names a synthetic set; make it with "
+                                           f"python -m data.synthetic --out {data} (or make quickstart)"))
+    return Path(data)
+
+
 def load_model(path, network, task_heads):
     model = build_model(config.network_config(network), task_heads=task_heads)
     return load_weights(model, path).eval()
@@ -166,6 +177,7 @@ def markdown_table(shares):
 @exit_on_error
 def main(argv=None):
     args = parse_args(argv)
+    synthetic_set(args.data)
     shares = probe(args.student, args.teacher, args.teacher_network, args.data, args.train_images,
                    args.val_images, args.ridge)
     print(f"\nunexplained share of the teacher's features on {args.val_images} held-out val images, %, "

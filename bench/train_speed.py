@@ -6,7 +6,9 @@
 
 Parts, each the best over the timed iterations: student forward, teacher forward, MultiBoxLoss,
 distillation losses, backward, optimiser step; then the whole ``Trainer._step`` (the parts in
-one call, plus the finite-loss check), best and mean. ``--clock cpu`` times CPU seconds of this
+one call), best and mean. Each case runs what train.py runs: adapters fitted before the first
+step, the distillation warm-up, the first step's teacher check and the finite-loss check; the
+random teachers get BatchNorm statistics from random images, so that their features are alive. ``--clock cpu`` times CPU seconds of this
 process instead of wall-clock seconds: with ``OMP_NUM_THREADS=1`` the measure least disturbed
 by other jobs on a shared machine. Data comes from a small synthetic WIDER-format set, loaded
 before timing: the table measures the model and the losses, not JPEG decoding
@@ -24,10 +26,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import torch  # noqa: E402
 
 import train  # noqa: E402
-from config import network_config  # noqa: E402
+from config import COMMON, network_config  # noqa: E402
 from data.synthetic import generate_synthetic_widerface  # noqa: E402
 from models import build_model  # noqa: E402
-from utils.distributed import init_distributed  # noqa: E402
+from models.teacher import batchnorm_statistics_from  # noqa: E402
+from utils.distributed import init_distributed, resolve_device  # noqa: E402
 from utils.cli import HelpFormatter, add_device_argument  # noqa: E402
 from utils.errors import exit_on_error  # noqa: E402
 
@@ -43,7 +46,7 @@ DEFAULT_CASES = ["student", "teacher", "distill-resnet50", "distill-mobile0.75"]
 PARTS = ("student forward", "teacher forward", "MultiBoxLoss", "distillation", "backward", "optimiser")
 
 
-def parse_args():
+def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=HelpFormatter)
     add_device_argument(p)
     p.add_argument("--batch_size", type=int, default=8, help="images per step")
@@ -54,7 +57,7 @@ def parse_args():
     p.add_argument("--compile", action="store_true", help="train.py --compile (two warm-up steps instead of one)")
     p.add_argument("--clock", choices=("wall", "cpu"), default="wall",
                    help="cpu: CPU seconds of this process (CPU device; with one thread, robust to other jobs)")
-    return p.parse_args()
+    return p.parse_args(argv)
 
 
 def build_trainer(root, name, args):
@@ -71,36 +74,42 @@ def build_trainer(root, name, args):
 
 
 def _random_weights(root, network, task_heads):
+    """Random weights of ``network``; a teacher's (task heads) with BatchNorm statistics from
+    random pixels minus the mean: with its initial statistics a folded random teacher's features
+    would be ~1e-5 to 1e-11, which train.py refuses as a dead teacher."""
     path = root / f"{network}_{'task' if task_heads else 'plain'}.pth"
     if not path.exists():
         torch.manual_seed(0)
-        torch.save(build_model(network_config(network), task_heads=task_heads).state_dict(), path)
+        model = build_model(network_config(network), task_heads=task_heads)
+        if task_heads:
+            mean = torch.tensor(COMMON["rgb_mean"]).view(1, 3, 1, 1)
+            batchnorm_statistics_from(model, [torch.randint(0, 256, (2, 3, 128, 128)).float() - mean])
+        torch.save(model.state_dict(), path)
     return str(path)
 
 
 def time_parts(trainer, images, targets, timer):
-    """One step taken apart (the same calls as ``Trainer._step``), seconds per part."""
+    """One step taken apart: the calls of ``Trainer._step``, seconds per part."""
     times, clock = {}, timer()
     images, targets = trainer._inputs(images, targets)
-    with trainer.autocast():
-        outputs = train._to_float(trainer.train_model(images))
+    outputs = trainer._student_forward(images)
     times["student forward"] = clock.lap()
     if trainer.teacher is not None:
-        with trainer.autocast():
-            teacher_outputs = train._to_float(trainer._teacher_outputs(images))
+        teacher_outputs = trainer._teacher_forward(images)
         times["teacher forward"] = clock.lap()
     losses, match = trainer.criterion(outputs, trainer.priors, targets)
     times["MultiBoxLoss"] = clock.lap()
     if trainer.teacher is not None:
-        losses.update(trainer.train_distiller(outputs, teacher_outputs, match, trainer.shapes))
+        losses.update(trainer._distillation_losses(outputs, teacher_outputs, match))
         times["distillation"] = clock.lap()
-    total = sum(trainer.cfg["loss_weights"][name] * value for name, value in losses.items())
+    total = trainer._total_loss(losses)
     trainer.optimizer.zero_grad(set_to_none=True)
     trainer.scaler.scale(total).backward()
     times["backward"] = clock.lap()
     trainer.scaler.step(trainer.optimizer)
     trainer.scaler.update()
     times["optimiser"] = clock.lap()
+    trainer.iteration += 1
     return times
 
 
@@ -122,6 +131,7 @@ class Timer:
 def time_case(root, name, args):
     """Best seconds per part, best and mean seconds per whole step, peak memory (CUDA, GiB)."""
     trainer = build_trainer(root, name, args)
+    trainer._init_adapters()  # what Trainer.fit does before the first step (lstsq fit by default)
     trainer.model.train()
     sync = torch.cuda.synchronize if trainer.ctx.device.type == "cuda" else (lambda: None)
     clock = time.process_time if args.clock == "cpu" else time.perf_counter
@@ -131,8 +141,9 @@ def time_case(root, name, args):
 
     distinct = [b for _, b in zip(range(min(args.iters, 4)), _cycle(trainer.loader))]
     batches = [distinct[i % len(distinct)] for i in range(args.iters)]
-    for _ in range(2 if args.compile else 1):  # warm-up
+    for _ in range(2 if args.compile else 1):  # warm-up (and the first step's teacher check)
         trainer._step(*batches[0])
+        trainer.iteration += 1
     parts = [time_parts(trainer, *batch, timer) for batch in batches]
     if trainer.ctx.device.type == "cuda":
         torch.cuda.reset_peak_memory_stats()
@@ -141,6 +152,7 @@ def time_case(root, name, args):
         step_timer = timer()
         trainer._step(*batch)
         steps.append(step_timer.lap())
+        trainer.iteration += 1
     best_parts = {part: min(p[part] for p in parts) for part in parts[0]}
     memory = torch.cuda.max_memory_allocated() / 2 ** 30 if trainer.ctx.device.type == "cuda" else None
     return best_parts, min(steps), sum(steps) / len(steps), memory
@@ -152,8 +164,9 @@ def _cycle(loader):
 
 
 @exit_on_error
-def main():
-    args = parse_args()
+def main(argv=None):
+    args = parse_args(argv)
+    resolve_device(args.device)  # before the data is made
     warnings.simplefilter("ignore")
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)

@@ -374,9 +374,14 @@ def _render_and_save(task):
     return record
 
 
+# Fewer images are drawn in this process: each spawned worker imports its script again, which
+# costs seconds, more than drawing a few dozen images.
+POOL_MIN_IMAGES = 64
+
+
 def _render_split(root, split, count, seed, long_side_range, workers):
     tasks = [(seed, split, i, long_side_range, str(root / split / "images")) for i in range(count)]
-    if workers > 1 and count > 1:
+    if workers > 1 and count >= POOL_MIN_IMAGES:
         with concurrent.futures.ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
             records = list(pool.map(_render_and_save, tasks, chunksize=max(1, count // (4 * workers))))
     else:

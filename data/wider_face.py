@@ -10,12 +10,13 @@ import random
 import warnings
 from pathlib import Path
 
-import cv2
 import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+import config
 from utils.errors import TDKDError, located
+from utils.images import read_image
 
 FIELD_COUNTS = (20, 4)  # box + 5 (x, y, visibility) landmarks + blur, or box only
 LANDMARK_FIELDS = [4, 5, 7, 8, 10, 11, 13, 14, 16, 17]  # x, y of the five landmarks
@@ -30,7 +31,7 @@ def parse_label_file(label_path):
     path = Path(label_path)
     if not path.is_file():
         raise TDKDError(located(path, "label file not found"))
-    lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
+    lines = path.read_text(encoding="utf-8-sig", errors="replace").splitlines()  # -sig: a BOM is not text
     names, first_faces, face_lines = _split_lines(lines, path)
     images_dir = path.parent / "images"
     if not images_dir.is_dir():
@@ -92,7 +93,7 @@ def _read_fields(face_lines, lines, path):
         fields = np.loadtxt(face_lines, dtype=np.float64, comments=None, ndmin=2)
     except ValueError:
         fields = None
-    if fields is None or fields.shape[1] not in FIELD_COUNTS or not np.isfinite(fields).all():
+    if fields is None or fields.shape[1] not in FIELD_COUNTS or not _fit_float32(fields).all():
         return _read_fields_checked(lines, path)
     return _pad_box_only(fields)
 
@@ -118,9 +119,15 @@ def _number(token, path, line):
         value = float(token)
     except ValueError:
         raise TDKDError(located(path, f"'{token}' is not a number", line)) from None
-    if not np.isfinite(value):
-        raise TDKDError(located(path, f"'{token}' is not a finite number", line))
+    if not _fit_float32(value):
+        raise TDKDError(located(path, f"'{token}' is not a finite number in float32 (|x| < 3.4e38)", line))
     return value
+
+
+def _fit_float32(values):
+    """Whether values are finite and stay finite as float32, the annotations' type."""
+    values = np.asarray(values)
+    return np.isfinite(values) & (np.abs(values) <= np.finfo(np.float32).max)
 
 
 def _pad_box_only(fields):
@@ -145,11 +152,12 @@ class WiderFaceDetection(Dataset):
     persistent DataLoader workers see it too.
     """
 
-    def __init__(self, label_path, transform=None, seed=0):
+    def __init__(self, label_path, transform=None, seed=0, max_pixels=config.MAX_IMAGE_PIXELS):
         self.image_paths, self.annotations = parse_label_file(label_path)
         _check_images_exist(self.image_paths, label_path)
         self.transform = transform
         self.seed = seed
+        self.max_pixels = max_pixels
         self._epoch = torch.zeros((), dtype=torch.int64).share_memory_()
 
     @property
@@ -163,13 +171,7 @@ class WiderFaceDetection(Dataset):
         return len(self.image_paths)
 
     def __getitem__(self, index):
-        path = self.image_paths[index]
-        try:
-            image = cv2.imread(path)
-        except cv2.error:
-            image = None
-        if image is None:
-            raise TDKDError(located(path, "cannot read image (missing or corrupt)"))
+        image = read_image(self.image_paths[index], self.max_pixels)
         annotation = self.annotations[index].copy()
         if self.transform is None:
             return image, annotation

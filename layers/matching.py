@@ -10,7 +10,7 @@ def match_priors(truths, labels, landms, priors, threshold, variances):
     """Match one image's faces (``truths`` [N, 4], ``labels`` [N], ``landms`` [N, 10]) to the
     priors; ``match_batch`` with a batch of one. Returns ``loc_t`` [A, 4], ``conf_t`` [A], ``landm_t`` [A, 10]."""
     present = torch.ones(1, truths.shape[0], dtype=torch.bool, device=truths.device)
-    loc, conf, landm = match_batch(truths[None], labels[None], landms[None], present, priors, threshold, variances)
+    loc, conf, landm, _ = match_batch(truths[None], labels[None], landms[None], present, priors, threshold, variances)
     return loc[0], conf[0], landm[0]
 
 
@@ -25,7 +25,8 @@ def match_batch(truths, labels, landms, present, priors, threshold, variances):
     with any prior is all background.
 
     Returns ``loc_t`` [B, A, 4], ``conf_t`` [B, A] (the face label 1 / -1, 0 for background) and
-    ``landm_t`` [B, A, 10], the targets encoded against the priors.
+    ``landm_t`` [B, A, 10], the targets encoded against the priors, and ``overlap`` [B, A], each
+    prior's best IoU with a face of its image (0 without faces; never the forced 2).
     """
     batch, faces = present.shape
     num_priors = priors.shape[0]
@@ -37,6 +38,7 @@ def match_batch(truths, labels, landms, present, priors, threshold, variances):
     valid = best_prior_overlap >= MIN_BEST_OVERLAP
     matched_image = valid.any(1)  # [B]
     best_truth_overlap, best_truth_idx = overlaps.max(1)  # [B, A]
+    overlap = best_truth_overlap.clamp(min=0)  # a copy: padding's -1 becomes 0
 
     image_offsets = torch.arange(batch, device=priors.device)[:, None]
     flat_best_prior = best_prior_idx + image_offsets * num_priors  # [B, N], into the flattened [B * A]
@@ -58,10 +60,10 @@ def match_batch(truths, labels, landms, present, priors, threshold, variances):
     background = ~matched_image
     loc[background] = 0
     landm[background] = 0
-    return loc, conf, landm
+    return loc, conf, landm, overlap
 
 
 def _background(priors, batch):
     num_priors = priors.shape[0]
     return (priors.new_zeros(batch, num_priors, 4), priors.new_zeros(batch, num_priors),
-            priors.new_zeros(batch, num_priors, 10))
+            priors.new_zeros(batch, num_priors, 10), priors.new_zeros(batch, num_priors))

@@ -10,11 +10,13 @@ from .matching import match_batch
 
 @dataclass
 class MatchResult:
-    """What the distiller needs from the loss: positives and the hard-negative ranking."""
+    """What the distiller needs from the loss: positives, the hard-negative ranking and each
+    prior's best IoU with a face."""
 
     positives: torch.Tensor  # [B, A] bool, priors matched to any face
     negative_rank: torch.Tensor  # [B, A] rank of each prior's background loss (0 = hardest)
     num_positives: torch.Tensor  # [B, 1]
+    overlaps: torch.Tensor = None  # [B, A] best IoU with a face of the image (0 without faces)
 
     def hard_negatives(self, negpos_ratio):
         """Priors among the ``negpos_ratio`` x positives hardest negatives of their image."""
@@ -35,18 +37,22 @@ class MultiBoxLoss(nn.Module):
         self.negpos_ratio = negpos_ratio
         self.variance = variance
 
-    @torch.no_grad()
     def build_targets(self, priors, targets):
         """Encode every image's faces against the priors: loc [B,A,4], conf [B,A], landm [B,A,10]."""
+        return self._match(priors, targets)[:3]
+
+    @torch.no_grad()
+    def _match(self, priors, targets):
+        """``build_targets``'s targets and each prior's best IoU with a face [B, A]."""
         padded, present = pad_targets(targets)
-        loc_t, conf_t, landm_t = match_batch(padded[..., :4], padded[..., -1], padded[..., 4:14], present,
-                                             priors, self.threshold, self.variance)
-        return loc_t, conf_t.long(), landm_t
+        loc_t, conf_t, landm_t, overlap = match_batch(padded[..., :4], padded[..., -1], padded[..., 4:14], present,
+                                                      priors, self.threshold, self.variance)
+        return loc_t, conf_t.long(), landm_t, overlap
 
     def forward(self, outputs, priors, targets):
         loc_data, conf_data, landm_data = outputs["loc"], outputs["conf"], outputs["landms"]
         device = loc_data.device
-        loc_t, conf_t, landm_t = self.build_targets(priors.to(device), [t.to(device) for t in targets])
+        loc_t, conf_t, landm_t, overlap = self._match(priors.to(device), [t.to(device) for t in targets])
 
         with_landmarks = conf_t > 0
         num_landm = with_landmarks.sum().clamp(min=1)
@@ -61,7 +67,7 @@ class MultiBoxLoss(nn.Module):
             background_loss[pos] = 0
             _, loss_idx = background_loss.sort(1, descending=True)
             _, negative_rank = loss_idx.sort(1)
-        match = MatchResult(pos, negative_rank, pos.long().sum(1, keepdim=True))
+        match = MatchResult(pos, negative_rank, pos.long().sum(1, keepdim=True), overlap)
         selected = pos | match.hard_negatives(self.negpos_ratio)
         loss_conf = F.cross_entropy(conf_data[selected], conf_t[selected], reduction="sum")
 

@@ -9,6 +9,7 @@ fine-tuning (``train.py --mode teacher --resume_net DETECTOR``) lets the classif
 regression features part from there.
 """
 import torch
+from torch import nn
 
 from .retinaface import build_model
 
@@ -77,3 +78,19 @@ def calibrate_task_convs(teacher, batches):
             identity_task_conv(heads[level].conv_dw_3x3, mean.float(), var.float())
     teacher.train(was_training)
     return images
+
+
+@torch.no_grad()
+def batchnorm_statistics_from(model, batches):
+    """Set every BatchNorm's running statistics to the average of its batch statistics over
+    ``batches`` (training mode), then leave the model in eval mode. A randomly initialised
+    network keeps features of RMS 1e-5 to 1e-11 through eval-mode BatchNorm with its initial
+    statistics; after this they are of order one (random teachers in bench/ and tests/)."""
+    for module in model.modules():
+        if isinstance(module, nn.modules.batchnorm._BatchNorm):
+            module.reset_running_stats()
+            module.momentum = None  # cumulative average
+    model.train()
+    for batch in batches:
+        model(batch)
+    return model.eval()

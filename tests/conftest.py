@@ -1,6 +1,7 @@
 """Shared fixtures: shipped files, a tiny WIDER-style set, and photos with faces: a generated
 group photo in every clone, plus the crowd photo of ../shared (a WIDER image, never committed)
 where it is present, so that nothing skips on a fresh clone."""
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -52,10 +53,24 @@ def tiny_dataset(tmp_path):
     return write_tiny_widerface(tmp_path / "train")
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _onnx_cache(tmp_path_factory):
+    """The default backend exports weights into the ONNX cache on first use: the suite (and the
+    scripts it runs) uses a cache of its own, never the user's ~/.cache/tdkd."""
+    previous = os.environ.get("TDKD_CACHE")
+    os.environ["TDKD_CACHE"] = str(tmp_path_factory.mktemp("onnx_cache"))
+    yield
+    if previous is None:
+        del os.environ["TDKD_CACHE"]
+    else:
+        os.environ["TDKD_CACHE"] = previous
+
+
 @pytest.fixture(autouse=True)
-def _one_thread():
+def _one_thread(monkeypatch):
     """The suite's models and images are small: they gain nothing from threads, and lose much
-    on a busy 2-core machine."""
+    on a busy 2-core machine. (The scripts' automatic thread count follows OMP_NUM_THREADS.)"""
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     yield

@@ -129,10 +129,10 @@ def test_parse_speed_on_a_wider_sized_file(tmp_path):
             lines.append(f"{x} {y} {w} {h} {marks} 0.82")
             faces += 1
     label = write_label(tmp_path, "\n".join(lines) + "\n")
-    start = time.perf_counter()
+    start = time.process_time()  # this process's CPU time: wall time grows with the machine's load
     paths, annotations = parse_quietly(label)
-    seconds = time.perf_counter() - start
-    print(f"\nparsed {len(lines)} lines ({len(paths)} images, {faces} faces) in {seconds:.3f} s")
+    seconds = time.process_time() - start
+    print(f"\nparsed {len(lines)} lines ({len(paths)} images, {faces} faces) in {seconds:.3f} s of CPU")
     assert len(paths) == 12880 and sum(map(len, annotations)) == faces
     assert seconds < 5
 
@@ -467,9 +467,9 @@ def test_unreadable_image_names_the_image(tiny_set):
         handle.write(b"not an image at all")
     with pytest.raises(TDKDError) as error:
         dataset[1]
-    assert str(error.value) == f"{corrupt}: cannot read image (missing or corrupt)"
+    assert str(error.value) == f"{corrupt}: cannot read image (not an image, or corrupt)"
     missing = dataset.image_paths[2]
     (tiny_set.parent / "images" / "ev" / "2.png").unlink()
-    with pytest.raises(TDKDError, match="cannot read image") as error:
+    with pytest.raises(TDKDError, match="no such file") as error:
         dataset[2]
     assert str(error.value).startswith(f"{missing}: ")

@@ -105,8 +105,8 @@ def test_every_readable_image_is_processed_and_the_unreadable_ones_listed(tmp_pa
     (tmp_path / "in" / "notes.txt").write_text("not an image, not listed")
     line, err = fails([tmp_path / "in", "--save_folder", tmp_path / "out", "--cpu"], capsys)
     assert line == "error: 2 of 4 images failed (listed above); the other 2 were processed"
-    assert f"skipped {paths[1]}: cannot read image (missing or corrupt)" in err.splitlines()
-    assert f"skipped {paths[3]}: cannot read image (missing or corrupt)" in err.splitlines()
+    assert f"skipped {paths[1]}: cannot read image (not an image, or corrupt)" in err.splitlines()
+    assert f"skipped {paths[3]}: empty file (0 bytes), not an image" in err.splitlines()
     assert sorted(digests(tmp_path / "out")) == ["a.jpg", "c.jpg"]
 
 

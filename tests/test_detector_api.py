@@ -1,6 +1,7 @@
 """The Python API (detector.py), non-finite predictions, and the layering of utils/."""
 import ast
 import json
+import os
 
 import cv2
 import numpy as np
@@ -11,9 +12,11 @@ import detect
 import test_widerface
 from config import network_config
 from data.synthetic import generate_synthetic_widerface
+from backends import OnnxPredictor
 from detector import DEFAULT_WEIGHTS, FaceDetector, Faces, load_detector
 from models import build_model
 from tests.conftest import REPO, shipped_file
+from utils.box_utils import match_detections
 from utils.visualize import draw_detections
 
 
@@ -36,7 +39,20 @@ def test_the_default_detector_is_the_shipped_student_with_test_widerface_setting
     reference = test_widerface.parse_args([])
     assert (student.confidence_threshold, student.top_k, student.nms_threshold, student.keep_top_k) == (
         reference.confidence_threshold, reference.top_k, reference.nms_threshold, reference.keep_top_k)
-    assert student.cfg["name"] == "mobile0.25" and not student.model.task_heads
+    assert student.cfg["name"] == "mobile0.25"
+    assert isinstance(student.model, OnnxPredictor)  # the default backend on a CPU: the exported graph
+    assert os.path.basename(student.model.path).startswith("tdkd_student_distilled-")
+
+
+def test_the_default_backend_finds_the_faces_of_eager(student, face_photo):
+    """The default backend's faces are eager's (the public code's): every face scoring 0.5 or
+    more matched at IoU >= 0.99, scores within 1e-4, the same faces drawn by detect.py."""
+    eager = FaceDetector.from_weights(backend="eager")
+    faces, reference = student.detect(face_photo.image), eager.detect(face_photo.image)
+    strong = reference[reference.scores >= 0.5]
+    matched, differences = match_detections(np.c_[faces.boxes, faces.scores], np.c_[strong.boxes, strong.scores], 0.99)
+    assert len(strong) >= 20 and matched.all() and differences.max() < 1e-4
+    assert (faces.scores >= 0.6).sum() == (reference.scores >= 0.6).sum()
 
 
 def test_rgb_and_bgr_give_the_same_faces_when_declared(student, photos):

@@ -443,6 +443,19 @@ def test_bootstrap_of_a_run_against_itself_is_zero_and_against_a_better_run_posi
     assert "| same | easy | +0.00 | +0.00 to +0.00 | 0 % |" in table and "| mean | hard |" in table
 
 
+def test_bootstrap_pairs_are_named_by_their_folders_less_the_shared_root():
+    from bench.ap_bootstrap import pair_names
+
+    q = "outputs/quickstart"
+    assert pair_names([f"{q}/seed0/student_more/predictions", f"{q}/seed1/student_more/predictions"],
+                      [f"{q}/seed0/tdkd/predictions", f"{q}/seed1/tdkd/predictions"]) == \
+        (q, ["seed0/student_more/predictions vs seed0/tdkd/predictions",
+             "seed1/student_more/predictions vs seed1/tdkd/predictions"])
+    assert pair_names(["work/predictions"], ["outputs/predictions"]) == \
+        ("", ["work/predictions vs outputs/predictions"])
+    assert pair_names(["a/p"], ["a/p"]) == ("a", ["p vs p"])
+
+
 @pytest.mark.parametrize("score_values", [np.array([2.0, 3.0, 3.0, 4.5]), np.array([-3.0, -2.5, -1.0])])
 def test_scores_outside_zero_one_use_the_seeded_range(tmp_path, score_values):
     """All scores above 1 (or below 0): the public range keeps its seed 1 (or 0) as an end."""
@@ -484,7 +497,7 @@ def test_unusual_but_valid_lines_read_like_the_public_reader(tmp_path):
     texts = {
         "crlf": "a\r\n2\r\n1 2 3 4 0.5 \r\n5 6 7 8 0.25\r\n",
         "spacing": "b\n3\n\n 9 9 9 9 0.9\n1 2 3 4 0.5 extra  fields\n1 2 3 4 0.5  \n",
-        "numbers": "c\n4\n-0 +1 1e2 .5 3.5e-06\n1_0 2. 0003 4 0.1\n1 2 3 4 nan\n1 2 3 4 12345678901234567890\n",
+        "numbers": "c\n4\n-0 +1 1e2 .5 3.5e-06\n1_0 2. 0003 4 0.1\n1 2 3 4 12345678901234567890\n",
         "no final newline": "d.jpg\n1\n1 2 3 4 0.5",
         "no boxes": "some/dir/e\n0\n",
     }
@@ -637,3 +650,11 @@ def test_missing_files_count_as_no_detections_with_one_warning(tmp_path, capsys)
     for event, name in [("1--ev", f"1_img_{i}") for i in range(4)] + [("2--ev", "2_img_3")]:
         write_prediction(pred_dir / event / f"{name}.txt", name, [])
     assert_same_as_oracle(result, pred_dir, gt_dir)
+
+
+def test_evaluator_import_does_not_load_torch():
+    """The evaluator needs numpy and scipy only: importing PyTorch would cost it about a second."""
+    code = "import sys, widerface_evaluate.evaluation; print('torch' in sys.modules)"
+    run = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr
+    assert run.stdout == "False\n"

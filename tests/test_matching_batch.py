@@ -77,7 +77,7 @@ def test_batched_matching_equals_the_public_per_image_matching_bit_for_bit():
 def test_test_inputs_exercise_ties_empty_and_background_images():
     priors, targets = _batch(0)
     padded, present = pad_targets(targets)
-    loc, conf, _ = match_batch(padded[..., :4], padded[..., -1], padded[..., 4:14], present, priors, 0.35, VAR)
+    loc, conf, _, _ = match_batch(padded[..., :4], padded[..., -1], padded[..., 4:14], present, priors, 0.35, VAR)
     assert present.sum(1).tolist() == [0, 1, 5, 12, 3, 0, 3]
     assert not conf[0].any() and not conf[5].any() and not conf[6].any() and not loc[6].any()
     assert conf[1:5].ne(0).any(1).all()

@@ -90,7 +90,7 @@ def test_gradient_budget_parts_add_up_to_their_terms(tiny_dataset, tmp_path):
     args = grad_budget.parse_args(["--data", str(tiny_dataset.parent.parent), "--batches", "1",
                                    "--student_weights", str(tmp_path / "student.pth"),
                                    "--teacher_weights", _teacher(tmp_path / "teacher.pth", "mobile0.25-wide"),
-                                   "--set", "adapter_init=lstsq", "adapter_init_batches=1", "feature_scale=absolute",
+                                   "--set", "adapter_init=lstsq", "adapter_init_batches=1",
                                    "loss_weights.probability=10"])
     trainer = grad_budget.build_trainer(args, str(tmp_path / "run"))
     trainer._init_adapters()
@@ -103,3 +103,13 @@ def test_gradient_budget_parts_add_up_to_their_terms(tiny_dataset, tmp_path):
     total = budget["feature"][1] + budget["probability"][1]
     assert (total - budget["all distillation"][1]).norm() < 1e-3 * total.norm()
     assert budget["detection"][1].norm() > 0 and budget["feature"][1].norm() > 0
+
+
+@pytest.mark.parametrize("tool", [probe, grad_budget])
+def test_a_missing_synthetic_set_is_named_with_the_command_that_makes_it(tool, tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        tool.main(["--data", str(tmp_path / "data")])
+    assert exit_info.value.code == 2
+    assert capsys.readouterr().err == (f"error: {tmp_path / 'data' / 'train' / 'label.txt'}: not found: --data names a "
+                                       f"synthetic set; make it with python -m data.synthetic --out {tmp_path / 'data'} "
+                                       "(or make quickstart)\n")

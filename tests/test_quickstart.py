@@ -9,6 +9,7 @@ import pytest
 import config
 import quickstart
 from bench import ablation
+from layers import build_distiller
 from tests.conftest import REPO, shipped_file
 from utils.checkpoint import read_state_dict
 
@@ -134,6 +135,13 @@ def test_missing_teacher_is_one_clear_error(tmp_path):
     assert result.returncode != 0 and "none.pth: no such teacher" in result.stderr
 
 
+def test_a_report_with_no_finished_run_says_so_and_probes_nothing(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(ablation, "cached_task_share", lambda *a: pytest.fail("probed with no finished run"))
+    ablation.main(["--report", "--out", str(tmp_path)])
+    assert f"no run of these rows and seeds is finished with the current settings in {tmp_path}" in capsys.readouterr().out
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_ablation_rows_are_distiller_settings():
     rows = config.ABLATION["rows"]
     assert rows["control"][1] is None and rows["tdkd"][1] == []
@@ -143,9 +151,11 @@ def test_ablation_rows_are_distiller_settings():
             config.apply_overrides(cfg, config.QUICKSTART["distillation"]["set"] + overrides)
             active = {k for k, v in cfg["loss_weights"].items() if v} - {"loc", "conf", "landm"}
             assert active, row
+            assert set(build_distiller(cfg, 64, 128).terms) == active, row
     assert set(rows) == {"control", "tdkd", "probability_3", "relative", "paper", "paper_f01", "coupled", "probability",
                          "probability_uncertain", "cls", "reg", "random_adapters", "per_level", "no_warmup", "hinton",
-                         "fitnet"}
+                         "fitnet", "pkd", "cwd", "public", "prob_matched", "prob_positives", "prob_near_faces",
+                         "prob_consistent", "prob_kl", "prob_gap", "prob_one_sided"}
     paper = config.apply_overrides(config.training_config("distillation", "mobile0.25"),
                                    config.QUICKSTART["distillation"]["set"] + rows["paper"][1])
     assert paper["distiller"] == "paper" and paper["loss_weights"]["feature"] == 1.0

@@ -64,7 +64,7 @@ def main_fails(script_main, argv, capsys):
     return one_error_line(capsys.readouterr().err)
 
 
-def run_script(script, *argv, timeout=240):
+def run_script(script, *argv, timeout=900):  # only a guard against a hang
     return subprocess.run([sys.executable, str(REPO / script), *map(str, argv)], cwd=REPO, env=FAST_ENV,
                           capture_output=True, text=True, timeout=timeout)
 
@@ -204,7 +204,7 @@ def _rows_of(log, epoch):
         return sum(1 for row in csv.reader(handle) if row and row[0] == str(epoch))
 
 
-def _kill_mid_epoch(command, log, epoch, rows_first=2, timeout=180):
+def _kill_mid_epoch(command, log, epoch, rows_first=2, timeout=900):
     """Start ``command``; SIGKILL it once the log shows ``rows_first`` rows of ``epoch``."""
     process = subprocess.Popen(command, cwd=REPO, env=FAST_ENV, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     deadline = time.monotonic() + timeout
@@ -225,7 +225,7 @@ def test_training_killed_mid_epoch_resumes_with_the_same_losses(tmp_path):
     whole, killed = tmp_path / "whole", tmp_path / "killed"
 
     reference = subprocess.run(_train_command(label, whole), cwd=REPO, env=FAST_ENV, capture_output=True,
-                               text=True, timeout=240)
+                               text=True, timeout=900)
     assert reference.returncode == 0, reference.stderr[-2000:]
 
     rows_at_kill = _kill_mid_epoch(_train_command(label, killed), killed / "train_log.csv", epoch=1)
@@ -234,7 +234,7 @@ def test_training_killed_mid_epoch_resumes_with_the_same_losses(tmp_path):
     assert not (killed / "mobile0.25_epoch_2.pth").exists()
 
     resumed = subprocess.run(_train_command(label, killed, "--resume", killed / "checkpoint_last.pth"),
-                             cwd=REPO, env=FAST_ENV, capture_output=True, text=True, timeout=240)
+                             cwd=REPO, env=FAST_ENV, capture_output=True, text=True, timeout=900)
     assert resumed.returncode == 0, resumed.stderr[-2000:]
 
     expected, got = read_log(whole / "train_log.csv"), read_log(killed / "train_log.csv")
@@ -367,7 +367,7 @@ def test_corrupt_image_during_training_is_named_in_one_line_even_from_a_worker(t
     result = run_script("train.py", *_train_argv(tiny_dataset, tmp_path / "out", "--max_epoch", "1",
                                                  "--num_workers", "1"))
     assert result.returncode == 2
-    assert one_error_line(result.stderr) == f"error: {corrupt}: cannot read image (missing or corrupt)"
+    assert one_error_line(result.stderr) == f"error: {corrupt}: cannot read image (not an image, or corrupt)"
 
 
 def test_distillation_without_teacher_weights(tiny_dataset, tmp_path, capsys):
@@ -402,7 +402,7 @@ def test_checkpoint_with_missing_keys_lists_them(tmp_path, capsys):
 
 
 @pytest.mark.parametrize("content, message", [
-    (b"PK\x03\x04 truncated zip", "cannot load checkpoint: "),
+    (b"PK\x03\x04 truncated zip", "a zip archive cut short or corrupt"),
     (None, "holds no model weights"),
 ])
 def test_unreadable_or_empty_checkpoint(tmp_path, capsys, content, message):
@@ -436,7 +436,7 @@ def test_corrupt_image_in_test_widerface_keeps_the_finished_results_complete(tmp
     result = run_script("test_widerface.py", "-m", weights, "--cpu", "--origin_size", "--dataset_folder", val,
                         "--save_folder", pred)
     assert result.returncode == 2
-    assert one_error_line(result.stderr) == f"error: {corrupt}: cannot read image (missing or corrupt)"
+    assert one_error_line(result.stderr) == f"error: {corrupt}: cannot read image (not an image, or corrupt)"
     assert sorted(p.name for p in pred.rglob("*") if p.is_file()) == ["a.txt"]
     lines = (pred / "0--Tiny" / "a.txt").read_text().splitlines()
     assert lines[0] == "a" and len(lines) == 2 + int(lines[1])
@@ -452,7 +452,7 @@ def test_corrupt_image_in_detect_is_listed_at_the_end_and_the_others_are_saved(t
     assert exit_info.value.code == 2
     err = capsys.readouterr().err
     assert one_error_line(err) == "error: 1 of 3 images failed (listed above); the other 2 were processed"
-    assert f"skipped {corrupt}: cannot read image (missing or corrupt)" in err.splitlines()
+    assert f"skipped {corrupt}: cannot read image (not an image, or corrupt)" in err.splitlines()
     assert sorted(p.name for p in (tmp_path / "det").iterdir()) == ["a.jpg", "c.jpg"]
 
 
@@ -511,11 +511,12 @@ def test_a_failed_checkpoint_write_keeps_the_previous_checkpoint(tiny_dataset, t
     monkeypatch.setattr(torch, "save", disk_full)
     resume = train.parse_args(_train_argv(str(tiny_dataset), str(folder), "--max_epoch", "2",
                                           "--resume", str(checkpoint)))
-    with pytest.raises(OSError, match="No space left"):
+    snapshot = folder / "mobile0.25_epoch_2.pth"  # the first write of epoch 2 (then checkpoint_last.pth)
+    with pytest.raises(TDKDError, match=f"^{snapshot}: cannot write \\(No space left on device\\)$"):
         train.run(resume)
     assert checkpoint.read_bytes() == before
     assert load_training_checkpoint(checkpoint)["epoch"] == 1
-    assert leftovers(folder) == [] and not (folder / "mobile0.25_epoch_2.pth").exists()
+    assert leftovers(folder) == [] and not snapshot.exists()
 
 
 def test_atomic_writes_leave_the_old_file_or_the_new_one(tmp_path, monkeypatch):

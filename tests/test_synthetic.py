@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import scipy.io
 
+from data import synthetic
 from data.synthetic import generate_synthetic_widerface, keep_list, main
 from data.synthetic_faces import Face, draw_face
 from tests.conftest import shipped_file
@@ -19,11 +20,13 @@ MAT_FILES = ["wider_face_val.mat", "wider_easy_val.mat", "wider_medium_val.mat",
 
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
-    """Seed 0 twice (1 and 2 worker processes) and seed 1 once."""
+    """Seed 0 twice (1 and 2 worker processes, a pool even for these few images) and seed 1 once."""
     base = tmp_path_factory.mktemp("synthetic")
     roots = {"a": base / "a", "b": base / "b", "other": base / "other"}
     generate_synthetic_widerface(roots["a"], seed=0, workers=1, **SMALL)
-    generate_synthetic_widerface(roots["b"], seed=0, workers=2, **SMALL)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(synthetic, "POOL_MIN_IMAGES", 2)
+        generate_synthetic_widerface(roots["b"], seed=0, workers=2, **SMALL)
     generate_synthetic_widerface(roots["other"], seed=1, workers=1, **SMALL)
     return roots
 

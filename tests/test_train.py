@@ -7,8 +7,9 @@ import pytest
 import torch
 
 import train
-from config import network_config
+from config import COMMON, network_config
 from models import build_model
+from models.teacher import batchnorm_statistics_from
 from tests.conftest import REPO
 from utils.errors import TDKDError
 from detector import load_detector
@@ -18,9 +19,29 @@ SMALL = ["--img_dim", "64", "--batch_size", "2", "--max_epoch", "1", "--num_work
 
 
 def _teacher(path, network="mobile0.75"):
+    """A random teacher whose features are alive: BatchNorm statistics from random images like
+    the tiny set's (pixels 0-59 minus the mean); with its initial ones train.py refuses it as a
+    dead teacher."""
     torch.manual_seed(1)
-    torch.save(build_model(network_config(network), task_heads=True).state_dict(), path)
+    teacher = build_model(network_config(network), task_heads=True)
+    mean = torch.tensor(COMMON["rgb_mean"]).view(1, 3, 1, 1)
+    batchnorm_statistics_from(teacher, [torch.randint(0, 60, (2, 3, 64, 64)).float() - mean])
+    torch.save(teacher.state_dict(), path)
     return str(path)
+
+
+def test_a_dead_teacher_is_one_clear_error(tiny_dataset, tmp_path):
+    """A random teacher with its initial BatchNorm statistics, folded, has features of RMS
+    ~1e-5 to 1e-11: the relative term would divide by nearly nothing."""
+    torch.manual_seed(1)
+    dead = tmp_path / "dead.pth"
+    torch.save(build_model(network_config("mobile0.75"), task_heads=True).state_dict(), dead)
+    folder = tmp_path / "out"
+    with pytest.raises(TDKDError, match=rf"^{dead}: the teacher's imitated features are essentially zero .*"
+                                        r"feature cls: RMS .* against the student's .*--mode teacher"):
+        train.run(_args(tiny_dataset, folder, "--mode", "distillation", "--teacher_network", "mobile0.75",
+                        "--teacher_weights", str(dead)))
+    assert not (folder / "mobile0.25_Final.pth").exists()
 
 
 def _args(tiny_dataset, folder, *extra):
@@ -93,7 +114,8 @@ def test_torchrun_two_processes_end_with_identical_weights(tiny_dataset, tmp_pat
                "--training_dataset", str(tiny_dataset), "--save_folder", str(folder), *SMALL,
                "--batch_size", "4", "--max_epoch", "2"]
     env = dict(os.environ, OMP_NUM_THREADS="1")
-    result = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    result = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True,
+                            timeout=900)  # only a guard against a hang: minutes on a busy machine
     assert result.returncode == 0, result.stderr[-3000:]
     rank0 = torch.load(folder / "rank0.pth", weights_only=True)
     rank1 = torch.load(folder / "rank1.pth", weights_only=True)

@@ -2,14 +2,18 @@
 
 Reading never runs code from a file (``torch.load(weights_only=True)``); a file that needs
 pickled objects, or whose keys do not fit the model, is refused with one line naming it.
+A file that is not a PyTorch file is named for what it is (``not_weights``).
 Writing is atomic: a temporary file on the same file system, then ``os.replace``, so an
 interrupted write leaves the previous file, never a truncated one (weights, and the text
-files written beside them or as results). Also the weights' sidecar ``.json`` (network,
-activation) that ``train.py`` writes beside them.
+files written beside them or as results), and a link at the target is replaced, not
+followed. An output that cannot be written is one line (``cannot_write``, ``make_folder``,
+``writable_folder``). Also the weights' sidecar ``.json`` (network, activation) that
+``train.py`` writes beside them.
 """
 import json
 import os
 import tempfile
+import zipfile
 
 import torch
 
@@ -19,10 +23,14 @@ _NESTED_KEYS = ("state_dict", "model")
 
 
 def load_file(path):
-    """``torch.load`` a checkpoint safely; every failure becomes a one-line ``TDKDError``."""
+    """``torch.load`` a checkpoint safely; every failure becomes a one-line ``TDKDError`` that
+    says first what the file is when it is not a PyTorch file (``not_weights``)."""
     path = os.fspath(path)
     if not os.path.isfile(path):
         raise TDKDError(located(path, "checkpoint not found"))
+    what = not_weights(path)
+    if what:
+        raise TDKDError(located(path, what))
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 - every unpickling failure is reported the same way
@@ -30,6 +38,38 @@ def load_file(path):
         if "weights_only" in str(exc) or "Unsupported global" in str(exc):
             reason = "refused: it holds pickled Python objects, not only tensors (weights_only=True)"
         raise TDKDError(located(path, f"cannot load checkpoint: {reason}")) from None
+
+
+_MAGIC = ((b"\xff\xd8\xff", "a JPEG image"), (b"\x89PNG", "a PNG image"), (b"GIF8", "a GIF image"),
+          (b"BM", "a BMP image"), (b"%PDF", "a PDF document"), (b"\x1f\x8b", "a gzip archive"))
+
+
+def not_weights(path):
+    """What the file ``path`` is when it cannot be a PyTorch file (empty, an image, text, a
+    zip cut short, other bytes), as a message; None for a zip archive or a pickle, which
+    ``torch.load`` reads.
+
+    ``torch.save`` writes a zip archive (since PyTorch 1.6) or, before, a pickle (first byte
+    0x80); anything else is named here, before any word about pickles."""
+    with open(path, "rb") as handle:
+        head = handle.read(512)
+    if not head:
+        return "empty file (0 bytes), not a weights file"
+    if head.startswith(b"PK\x03\x04"):
+        return None if zipfile.is_zipfile(path) else "a zip archive cut short or corrupt (an interrupted copy?)"
+    if head.startswith(b"\x80"):
+        return None
+    what = next((what for magic, what in _MAGIC if head.startswith(magic)), None)
+    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
+        what = "a WebP image"
+    if what:
+        return f"{what}, not a weights file"
+    try:
+        head.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        if exc.start < len(head) - 4:  # not only a character cut at the end of the 512 bytes
+            return "not a PyTorch file (neither a zip archive nor a pickle)"
+    return "a text file, not a weights file"
 
 
 def extract_state_dict(checkpoint):
@@ -190,25 +230,57 @@ def write_bytes_atomic(data, path):
 
 
 def _write_atomic(path, write, tmp_folder=None):
-    """``write(binary handle)`` into a temporary file, flush it to disk, rename it to ``path``.
+    """``write(binary handle)`` into a temporary file, flush it to disk, rename it to ``path``
+    (a link at ``path`` is replaced, never followed).
 
-    On any failure the temporary file is removed and ``path`` keeps its previous content.
+    On any failure the temporary file is removed and ``path`` keeps its previous content; a
+    folder that cannot be made or written is one ``TDKDError`` line (``cannot_write``).
     """
     path = os.fspath(path)
     folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp_", dir=tmp_folder or folder)
+    make_folder(folder)
+    tmp = None
     try:
+        fd, tmp = tempfile.mkstemp(prefix=".tmp_", dir=tmp_folder or folder)
         with os.fdopen(fd, "wb") as handle:
             write(handle)
             handle.flush()
             os.fsync(handle.fileno())
         os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes it private; give it a normal file's mode
         os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
+    except BaseException as exc:
+        if tmp is not None and os.path.exists(tmp):
             os.remove(tmp)
+        if isinstance(exc, OSError):
+            raise cannot_write(path, exc) from None
         raise
+
+
+def cannot_write(path, exc):
+    """The one line of an output that could not be written: ``path: cannot write (reason)``."""
+    return TDKDError(located(path, f"cannot write ({exc.strerror or exc})"))
+
+
+def writable_folder(path):
+    """Make the output folder ``path`` and check that files can be written in it, so that a
+    run stops with one line before it writes anything, not at its first output."""
+    make_folder(path)
+    try:
+        with tempfile.TemporaryFile(prefix=".tmp_", dir=path):
+            pass
+    except OSError as exc:
+        raise TDKDError(located(path, f"cannot write in this folder ({exc.strerror or exc})")) from None
+    return path
+
+
+def make_folder(path):
+    """Make the folder ``path`` (and its parents), or one ``TDKDError`` line saying why not."""
+    if os.path.exists(path) and not os.path.isdir(path):
+        raise TDKDError(located(path, "is a file, not a folder"))
+    try:
+        os.makedirs(path, exist_ok=True)
+    except OSError as exc:
+        raise TDKDError(located(path, f"cannot create the folder ({exc.strerror or exc})")) from None
 
 
 def _umask():
@@ -217,16 +289,81 @@ def _umask():
     return mask
 
 
-TRAINING_KEYS = ("model", "optimizer", "scheduler", "epoch", "mode", "network")
+TRAINING_KEYS = ("model", "optimizer", "scheduler", "epoch", "iteration", "torch_rng", "mode", "network", "config")
 
 
 def load_training_checkpoint(path):
-    """A full training checkpoint written by ``train.py`` (model, adapters, optimiser, ...)."""
+    """A full training checkpoint written by ``train.py`` (model, adapters, optimiser, ...),
+    checked here, in one place, so that a damaged one is refused in one line before training."""
     state = load_file(path)
-    missing = [k for k in TRAINING_KEYS if not isinstance(state, dict) or k not in state]
-    if missing:
-        raise TDKDError(
-            located(path, f"not a training checkpoint of train.py (missing {', '.join(missing)}); "
-                          "use --resume_net for plain weights")
-        )
+    if not isinstance(state, dict) or "optimizer" not in state:
+        raise TDKDError(located(path, "not a training checkpoint of train.py (it holds no optimiser state); "
+                                      "use --resume_net for plain weights"))
+    problems = training_checkpoint_problems(state)
+    if problems:
+        raise TDKDError(located(path, "damaged training checkpoint: " + "; ".join(problems)
+                                + "; resume from another one (e.g. an earlier <network>_epoch_<N>.pth)"))
     return state
+
+
+def training_checkpoint_problems(state):
+    """What is missing, mistyped or non-finite in a training checkpoint ([] when it is sound)."""
+    missing = [k for k in TRAINING_KEYS if k not in state]
+    if missing:
+        return [f"missing {', '.join(missing)}"]
+    checks = [
+        ("model", _tensor_dict_problem(state["model"])),
+        ("distiller", _tensor_dict_problem(state["distiller"]) if "distiller" in state else None),
+        ("optimizer", _optimizer_problem(state["optimizer"])),
+        ("scheduler", None if isinstance(state["scheduler"], dict) else "not a dict"),
+        ("torch_rng", _rng_problem(state["torch_rng"])),
+        ("config", _config_problem(state["config"])),
+    ]
+    checks += [(key, "not a string") for key in ("mode", "network") if not isinstance(state[key], str)]
+    checks += [(key, f"{state.get(key)!r} is not a count") for key in ("epoch", "iteration", "epoch_batches")
+               if key in state and not _is_count(state[key])]
+    return [f"{key}: {problem}" for key, problem in checks if problem]
+
+
+def _is_count(value):
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
+def _tensor_dict_problem(tensors):
+    if not isinstance(tensors, dict) or not tensors:
+        return "not a dict of tensors"
+    if not all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in tensors.items()):
+        return "holds entries that are not name -> tensor"
+    return _non_finite_problem(tensors.items())
+
+
+def _non_finite_problem(named_tensors):
+    """'non-finite values (NaN or inf) in N tensors, e.g. KEY' (None when all are finite)."""
+    bad = [name for name, t in named_tensors if t.is_floating_point() and not torch.isfinite(t).all()]
+    return f"non-finite values (NaN or inf) in {len(bad)} tensors, e.g. {bad[0]}" if bad else None
+
+
+def _optimizer_problem(optimizer):
+    groups = optimizer.get("param_groups") if isinstance(optimizer, dict) else None
+    if not isinstance(optimizer, dict) or not isinstance(optimizer.get("state"), dict) or not isinstance(groups, list):
+        return "not an optimiser state (state and param_groups)"
+    if not groups or not all(isinstance(g, dict) and isinstance(g.get("params"), list) and "lr" in g for g in groups):
+        return "parameter groups without params or lr"
+    buffers = [(f"state.{index}.{name}", value) for index, entry in optimizer["state"].items()
+               if isinstance(entry, dict) for name, value in entry.items() if isinstance(value, torch.Tensor)]
+    return _non_finite_problem(buffers)
+
+
+def _rng_problem(rng):
+    expected = torch.get_rng_state()
+    if not isinstance(rng, torch.Tensor) or rng.dtype != expected.dtype or rng.shape != expected.shape:
+        return f"not a torch RNG state (a {tuple(expected.shape)} uint8 tensor)"
+    return None
+
+
+def _config_problem(text):
+    try:
+        settings = json.loads(text) if isinstance(text, str) else None
+    except ValueError:
+        settings = None
+    return None if isinstance(settings, dict) else "not the run's settings as a JSON object"

@@ -1,7 +1,9 @@
-"""Command-line conventions shared by every script."""
-import argparse
+"""Command-line conventions shared by every script.
 
-import torch
+Imports nothing heavy at module level: the evaluator uses ``HelpFormatter`` and must not pay
+for importing PyTorch (about a second) that it never uses.
+"""
+import argparse
 
 DEVICE_HELP = "cpu or cuda[:N]; default: cuda where a GPU is available, else cpu"
 
@@ -19,6 +21,8 @@ class HelpFormatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefau
 
 def default_device():
     """The one ``--device`` rule of every tool: the GPU where one is available, else the CPU."""
+    import torch
+
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 

@@ -24,10 +24,20 @@ class DistContext:
 
 
 def resolve_device(name):
-    """``cpu`` / ``cuda`` / ``cuda:N`` -> torch.device, refusing CUDA where there is none."""
-    device = torch.device(name)
+    """``cpu`` / ``cuda`` / ``cuda:N`` -> torch.device; the one device check of every tool and
+    of the Python API: anything else, or a GPU this machine does not have, is a ``TDKDError``."""
+    try:
+        device = torch.device(name)
+    except (RuntimeError, TypeError):
+        device = None
+    if device is None or device.type not in ("cpu", "cuda"):
+        raise TDKDError(f"device {name!r}: not a device here; use 'cpu', 'cuda' or 'cuda:N'")
     if device.type == "cuda" and not torch.cuda.is_available():
-        raise TDKDError(f"--device {name}: CUDA is not available on this machine (use --device cpu)")
+        raise TDKDError(f"device {name!r}: no CUDA GPU is available on this machine; run on the CPU with --device cpu")
+    if device.type == "cuda" and (device.index or 0) >= torch.cuda.device_count():
+        count = torch.cuda.device_count()
+        raise TDKDError(f"device {name!r}: this machine has {count} CUDA GPU{'s' * (count > 1)} "
+                        f"(cuda:0 to cuda:{count - 1})")
     return device
 
 
@@ -48,6 +58,16 @@ def init_distributed(device_name):
 def cleanup_distributed(ctx):
     if ctx.distributed and dist.is_initialized():
         dist.destroy_process_group()
+
+
+def finish_distributed(ctx):
+    """Leave the process group once every rank is done with its collectives. A rank that left
+    while another was still receiving its last message (the root of a broadcast, say) could
+    abort in gloo's threads ("terminate called without an active exception"), now and then,
+    on a busy machine."""
+    if ctx.distributed and dist.is_initialized():
+        dist.barrier()
+    cleanup_distributed(ctx)
 
 
 def all_ranks_agree(ctx, flag):

@@ -4,14 +4,15 @@ import os
 
 
 class CSVLogger:
-    """Appends one row per call; on resume keeps only the rows before the resumed epoch."""
+    """Appends one row per call; on resume keeps only the rows up to the resumed iteration
+    (those of a checkpoint's interrupted epoch after it are written again, not duplicated)."""
 
-    def __init__(self, path, resume_epoch=None):
+    def __init__(self, path, resume_iteration=None):
         self.path = path
         self.fields = None
-        if resume_epoch is not None and os.path.isfile(path):
+        if resume_iteration is not None and os.path.isfile(path):
             with open(path, newline="") as handle:
-                rows = [r for r in csv.DictReader(handle) if int(r["epoch"]) < resume_epoch]
+                rows = [r for r in csv.DictReader(handle) if int(float(r["iteration"])) <= resume_iteration]
             self.fields = list(rows[0].keys()) if rows else None
             self._rewrite(rows)
         elif os.path.exists(path):

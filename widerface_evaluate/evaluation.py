@@ -95,7 +95,9 @@ def read_predictions(pred_dir):
     trailing '.', 'j', 'p', 'g'); a later file with the same key replaces an earlier one.
     """
     if not os.path.isdir(pred_dir):
-        raise TDKDError(located(pred_dir, "prediction folder not found"))
+        raise TDKDError(located(pred_dir, "prediction folder not found; test_widerface.py writes it: python "
+                                          f"test_widerface.py --save_folder {pred_dir} on WIDER FACE val or the "
+                                          "synthetic set (docs/EVALUATION.md)"))
     predictions = {}
     for event in os.scandir(pred_dir):
         if not event.is_dir():
@@ -111,8 +113,8 @@ def read_predictions(pred_dir):
 def read_prediction_file(path):
     """(image name: line 1 after its last ``/``, (n, 5) float64 boxes) of one prediction file.
 
-    The C reader takes the usual files; anything it does not vouch for is read line by line
-    the public way, which also locates bad lines.
+    The C reader takes the usual files; anything it does not vouch for, or that holds a value
+    that is not finite, is read line by line the public way, which also locates bad lines.
     """
     try:
         with open(path, "rb") as handle:
@@ -122,7 +124,7 @@ def read_prediction_file(path):
     parts = raw.split(b"\n", 2)
     if len(parts) >= 2 and all(part.isascii() and b"\r" not in part for part in parts[:2]):
         boxes = parse_box_lines(parts[2] if len(parts) == 3 else b"")
-        if boxes is not None:
+        if boxes is not None and np.isfinite(boxes).all():
             _check_count(path, parts[1].decode())
             return parts[0].decode().split("/")[-1], boxes
     return _read_prediction_file_exactly(path)
@@ -151,6 +153,8 @@ def _read_prediction_file_exactly(path):
             rows.append([float(field) for field in fields[:5]])
         except ValueError:
             raise TDKDError(located(path, f"not a number in {line.strip()!r}", number)) from None
+        if not np.isfinite(rows[-1]).all():
+            raise TDKDError(located(path, f"not a finite number (inf or nan) in {line.strip()!r}", number))
     return lines[0].rstrip("\n\r").split("/")[-1], np.array(rows, dtype=np.float64).reshape(-1, 5)
 
 
