@@ -406,8 +406,9 @@ def level_feature_losses(student_maps, teacher_maps, masks, scale="absolute", no
     for student, teacher, mask in zip(student_maps, teacher_maps, masks):
         student, teacher, mask = student.float(), teacher.float(), mask.float()
         errors.append(((student - teacher).pow(2).sum(dim=1) * mask).sum())
-        teacher_energy.append((teacher.pow(2).sum(dim=1) * mask).sum().detach())
-        student_energy.append((student.pow(2).sum(dim=1) * mask).sum().detach())
+        if scale == "relative":
+            teacher_energy.append((teacher.pow(2).sum(dim=1) * mask).sum().detach())
+            student_energy.append((student.pow(2).sum(dim=1) * mask).sum().detach())
     if scale == "relative":
         divisors = [relative_divisor(t, s, floor) for t, s in zip(teacher_energy, student_energy)]
         pooled = relative_divisor(sum(teacher_energy), sum(student_energy), floor)
