@@ -1,4 +1,4 @@
-"""How much of an AP difference is the val set's luck: a paired bootstrap over val images.
+"""How much of an AP difference is luck: a paired bootstrap over val images and training seeds.
 
     python bench/ap_bootstrap.py --gt outputs/quickstart/data/val/ground_truth \\
         --base outputs/quickstart/seed0/student_more/predictions outputs/quickstart/seed1/student_more/predictions \\
@@ -10,8 +10,9 @@ draws the val images with replacement, the same draw for every pair, and recompu
 (``evaluation.counts_per_image``: the exact curves of the whole set when every image is drawn
 once). Printed per pair and for the mean over the pairs: the observed difference (other minus
 base, AP in %), the 5th and 95th percentiles of the resampled differences and the share of
-resamples in which ``other`` is ahead. This measures the spread due to which images are in the
-val set, not the spread between training seeds (``bench/ablation.py`` shows that one).
+resamples in which ``other`` is ahead. A pair's band holds the spread due to which images are in
+the val set. The mean's band holds both: every resample also draws the pairs (training seeds)
+with replacement, so a gain that only some seeds show gets a wide band.
 """
 import argparse
 import sys
@@ -40,9 +41,12 @@ def parse_args(argv=None):
 
 
 def bootstrap_differences(base_counts, other_counts, resamples, seed):
-    """(observed, resampled) AP differences other minus base in %: ``observed[setting]`` (pairs,)
-    and ``resampled[setting]`` (resamples, pairs); one image draw per resample for every pair."""
+    """(observed, resampled, pair_draws) AP differences other minus base in %:
+    ``observed[setting]`` (pairs,) and ``resampled[setting]`` (resamples, pairs), one image draw
+    per resample for every pair; ``pair_draws`` (resamples, pairs): the pairs each resample draws
+    with replacement for the mean (``mean_of_drawn_pairs``)."""
     images = len(next(iter(base_counts[0].values()))[2])
+    pairs = len(base_counts)
     rng = np.random.default_rng(seed)
 
     def differences(weights):
@@ -51,16 +55,23 @@ def bootstrap_differences(base_counts, other_counts, resamples, seed):
 
     observed = differences(None)
     draws = [differences(np.bincount(rng.integers(0, images, images), minlength=images)) for _ in range(resamples)]
-    return observed, {s: np.stack([d[s] for d in draws]) for s in SETTINGS}
+    pair_draws = rng.integers(0, pairs, (resamples, pairs))
+    return observed, {s: np.stack([d[s] for d in draws]) for s in SETTINGS}, pair_draws
 
 
-def report(observed, resampled, names):
+def mean_of_drawn_pairs(resampled, pair_draws):
+    """Per resample, the mean difference over the pairs it drew (images and seeds resampled)."""
+    return np.take_along_axis(resampled, pair_draws, axis=1).mean(axis=1)
+
+
+def report(observed, resampled, pair_draws, names):
     lines = ["| pair | subset | other minus base | 5th - 95th percentile | other ahead |", "|---|---|---|---|---|"]
-    columns = [(name, i) for i, name in enumerate(names)] + ([("mean", None)] if len(names) > 1 else [])
+    columns = [(name, i) for i, name in enumerate(names)]
+    columns += [("mean (seeds and images resampled)", None)] if len(names) > 1 else []
     for name, i in columns:
         for s in SETTINGS:
             obs = observed[s].mean() if i is None else observed[s][i]
-            draws = resampled[s].mean(axis=1) if i is None else resampled[s][:, i]
+            draws = mean_of_drawn_pairs(resampled[s], pair_draws) if i is None else resampled[s][:, i]
             low, high = np.percentile(draws, [5, 95])
             lines.append(f"| {name} | {s} | {obs:+.2f} | {low:+.2f} to {high:+.2f} | {100 * np.mean(draws > 0):.0f} % |")
     return "\n".join(lines)
@@ -83,11 +94,12 @@ def main(argv=None):
     ground_truth = load_ground_truth(args.gt)
     base = [counts_per_image(read_predictions(folder), ground_truth) for folder in args.base]
     other = [counts_per_image(read_predictions(folder), ground_truth) for folder in args.other]
-    observed, resampled = bootstrap_differences(base, other, args.resamples, args.seed)
+    observed, resampled, pair_draws = bootstrap_differences(base, other, args.resamples, args.seed)
     prefix, names = pair_names(args.base, args.other)
     below = f", prediction folders below {prefix}/" if prefix else ""
-    print(f"{args.resamples} paired resamples of the {len(ground_truth.names)} val images, AP in %{below}:\n")
-    print(report(observed, resampled, names))
+    print(f"{args.resamples} paired resamples of the {len(ground_truth.names)} val images"
+          f"{' and of the pairs' if len(names) > 1 else ''}, AP in %{below}:\n")
+    print(report(observed, resampled, pair_draws, names))
 
 
 if __name__ == "__main__":

@@ -435,12 +435,25 @@ def test_bootstrap_of_a_run_against_itself_is_zero_and_against_a_better_run_posi
         scores = 1 - 0.5 * np.random.default_rng(len(faces)).random((len(faces), 1))
         write_prediction(better / event / f"{name}.txt", name, np.concatenate([faces, scores], 1))
     perfect = evaluation.counts_per_image(evaluation.read_predictions(better), ground_truth)
-    observed, resampled = ap_bootstrap.bootstrap_differences([counts, counts], [counts, perfect], 20, 0)
+    observed, resampled, pair_draws = ap_bootstrap.bootstrap_differences([counts, counts], [counts, perfect], 200, 0)
     for setting in SETTINGS:
         assert observed[setting][0] == 0 and np.all(resampled[setting][:, 0] == 0)
-        assert observed[setting][1] > 0 and resampled[setting].shape == (20, 2)
-    table = ap_bootstrap.report(observed, resampled, ["same", "perfect"])
-    assert "| same | easy | +0.00 | +0.00 to +0.00 | 0 % |" in table and "| mean | hard |" in table
+        assert observed[setting][1] > 0 and resampled[setting].shape == (200, 2)
+    assert pair_draws.shape == (200, 2) and set(np.unique(pair_draws)) == {0, 1}
+    table = ap_bootstrap.report(observed, resampled, pair_draws, ["same", "perfect"])
+    assert "| same | easy | +0.00 | +0.00 to +0.00 | 0 % |" in table
+    # seeds resampled too: some resamples draw the "same" pair twice, so the mean's band reaches 0
+    assert "| mean (seeds and images resampled) | hard | " in table
+    mean_row = next(line for line in table.splitlines() if line.startswith("| mean (seeds and images resampled) | hard"))
+    assert mean_row.split("|")[4].strip().startswith("+0.00 to ")
+
+
+def test_mean_of_drawn_pairs_averages_the_pairs_each_resample_draws():
+    from bench.ap_bootstrap import mean_of_drawn_pairs
+
+    resampled = np.array([[1.0, 3.0, 8.0], [2.0, 4.0, 6.0]])
+    draws = np.array([[0, 0, 2], [1, 1, 1]])
+    assert mean_of_drawn_pairs(resampled, draws).tolist() == [(1 + 1 + 8) / 3, 4.0]
 
 
 def test_bootstrap_pairs_are_named_by_their_folders_less_the_shared_root():
