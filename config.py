@@ -378,8 +378,10 @@ ABLATION = dict(
 )
 
 # bench/probe.py: the transfer probe's ridge maps, fitted on the first ``train_images`` of the
-# quickstart's train set and tested on the first ``val_images`` val images.
-PROBE = dict(train_images=100, val_images=100, ridge=1e-3)
+# quickstart's train set and tested on the first ``val_images`` val images (200 each: both hold
+# images with level-3 faces, 8 and 11 on the quickstart's set); ``resamples`` of the test images
+# for the paired band of two students.
+PROBE = dict(train_images=200, val_images=200, ridge=1e-3, resamples=1000)
 
 # Inference backends (backends.py, docs/DEPLOYMENT.md). INT8: ONNX Runtime's static QDQ
 # quantisation, uint8 activations and int8 weights; ranges of the activations calibrated by

@@ -1,5 +1,8 @@
 """bench/probe.py (transfer probe) and bench/grad_budget.py (gradient budget): values by hand
 and on real models."""
+import math
+
+import numpy as np
 import pytest
 import torch
 
@@ -28,8 +31,48 @@ def test_statistics_sum_over_images():
     stats = probe.Statistics()
     stats.add("k", torch.tensor([[1.0], [2.0]]), torch.tensor([[2.0], [4.0]]))
     stats.add("k", torch.tensor([[1.0]]), torch.tensor([[3.0]]))
-    gram, cross, energy = stats.sums["k"]
-    assert (gram.item(), cross.item(), energy.item()) == (6.0, 13.0, 29.0)
+    gram, cross, energy, count, s_sum, t_sum, t_gram = stats.sums["k"]
+    assert (gram.item(), cross.item(), energy.item(), count) == (6.0, 13.0, 29.0, 3)
+    assert (s_sum.item(), t_sum.item(), t_gram.item()) == (4.0, 9.0, 29.0)
+
+
+def _stats(s, t):
+    stats = probe.Statistics()
+    stats.add("k", torch.tensor(s, dtype=torch.float64), torch.tensor(t, dtype=torch.float64))
+    return stats.sums["k"]
+
+
+def test_linear_cka_by_hand():
+    s = [[1.0, 0.0], [0.0, 2.0], [-1.0, 1.0], [3.0, -2.0]]
+    rotated_scaled = [[3 * (a * 0.6 - b * 0.8), 3 * (a * 0.8 + b * 0.6)] for a, b in s]
+    assert probe.linear_cka(_stats(s, rotated_scaled)) == pytest.approx(1.0)
+    # a shift does not count (centred); one channel against a column of itself:
+    # S = [1, 2, 3] centred [-1, 0, 1]; T = [2, 0, 1] centred [1, -1, 0]:
+    # (S^T T)^2 / (|S|^2 |T|^2) = (-1)^2 / (2 * 2) = 0.25
+    assert probe.linear_cka(_stats([[1.0], [2.0], [3.0]], [[12.0], [10.0], [11.0]])) == pytest.approx(0.25)
+    assert math.isnan(probe.linear_cka(_stats([[1.0]], [[2.0]])))  # one location: nothing to centre
+
+
+def test_shares_pool_residuals_and_energies_over_images_and_keys():
+    keys = [("cls", 0, "faces"), ("reg", 0, "faces"), ("cls", 2, "faces"), ("ssh", 0, "faces")]
+    result = probe.ProbeResult(
+        residual={keys[0]: np.array([1.0, 3.0]), keys[1]: np.array([0.0, 2.0]), keys[2]: np.array([4.0, 0.0]),
+                  keys[3]: np.array([9.0, 9.0])},
+        energy={keys[0]: np.array([4.0, 6.0]), keys[1]: np.array([2.0, 8.0]), keys[2]: np.array([5.0, 0.0]),
+                keys[3]: np.array([9.0, 9.0])},
+        cka={}, images_with_faces=[2, 0, 1])
+    shares = result.shares()
+    assert shares[keys[0]] == pytest.approx(4 / 10) and shares[keys[2]] == pytest.approx(4 / 5)
+    assert shares[("tasks", 0, "faces")] == pytest.approx((4 + 2) / (10 + 10))
+    assert shares[("tasks", None, "faces")] == pytest.approx((4 + 2 + 4) / (10 + 10 + 5))  # ssh left out
+    assert math.isnan(shares[("tasks", 1, "faces")])
+    # image 0 drawn twice, image 1 never
+    assert result.shares(np.array([2, 0]))[("tasks", None, "faces")] == pytest.approx(2 * 5 / (2 * 11))
+    same = probe.paired_difference(result, result, ("tasks", None, "faces"), 50)
+    assert same == (0.0, 0.0, 0.0)
+    better = probe.ProbeResult({k: v / 2 for k, v in result.residual.items()}, result.energy, {}, [2, 0, 1])
+    observed, low, high = probe.paired_difference(result, better, ("tasks", None, "faces"), 50)
+    assert observed == pytest.approx(-100 * 5 / 25) and low <= observed <= high < 0
 
 
 @pytest.fixture
@@ -46,14 +89,19 @@ def test_a_teacher_built_on_the_student_is_fully_explained_at_its_ssh_output(tin
     teacher = build_model(network_config("mobile0.25"), task_heads=True)
     teacher.load_state_dict(student.state_dict(), strict=False)  # same SSH; task convs random
     torch.save(teacher.state_dict(), tmp_path / "teacher.pth")
-    shares = probe.probe(tmp_path / "student.pth", tmp_path / "teacher.pth", "mobile0.25", tiny_split, 3, 3, 1e-6)
+    result = probe.probe(tmp_path / "student.pth", tmp_path / "teacher.pth", "mobile0.25", tiny_split, 3, 3, 1e-6)
+    shares = result.shares()
     # the teacher's SSH output is the student's: the identity map explains it where there are
     # more locations than channels (level 3 of 96 px images has 27 for 64 channels)
     assert all(shares[("ssh", level, "all")] == pytest.approx(0.0, abs=1e-3) for level in range(2))
     # its task features are a random conv + ReLU of it: not linear, part stays unexplained
     assert 0.01 < shares[("tasks", None, "all")] < 1.0
-    table = probe.markdown_table(shares)
+    assert result.cka[("ssh", 0, "all")] == pytest.approx(1.0)  # the same features
+    assert 0 < result.cka[("cls", 0, "all")] < 1
+    assert len(result.residual[("cls", 0, "all")]) == 3  # one residual per test image
+    table = probe.markdown_table(result)
     assert "| ssh | all | 0.0 | 0.0 |" in table and "task features (cls + reg, levels pooled)" in table
+    assert "test images with face locations at levels 1 / 2 / 3: " in table
 
 
 def test_probe_share_is_cached_per_weights_file(tiny_split, tmp_path, monkeypatch):
@@ -61,7 +109,7 @@ def test_probe_share_is_cached_per_weights_file(tiny_split, tmp_path, monkeypatc
 
     def fake_probe(*args, **kwargs):
         calls.append(args)
-        return {("tasks", None, "faces"): 0.5}
+        return probe.ProbeResult({("cls", 0, "faces"): np.array([1.0])}, {("cls", 0, "faces"): np.array([2.0])}, {}, [1, 0, 0])
     monkeypatch.setattr(probe, "probe", fake_probe)
     student, teacher = tmp_path / "s.pth", tmp_path / "t.pth"
     student.write_bytes(b"s")
