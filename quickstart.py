@@ -235,14 +235,13 @@ def evaluate_start(out, teacher, student):
 def arm_command(out, seed, student, teacher, folder, overrides=None, schedule_scale=1):
     """``train.py``'s arguments of a run from ``student`` on the distillation's schedule (its
     epochs and milestones times ``schedule_scale``) in ``folder``: the control (no teacher) when
-    ``overrides`` is None, else distillation from ``teacher`` with ``overrides`` added to
-    config.QUICKSTART['distillation']'s ``--set``."""
+    ``overrides`` is None, else distillation from ``teacher`` with ``overrides`` as its ``--set``."""
     recipe = config.QUICKSTART["distillation"]
     schedule = {"max_epoch": recipe["max_epoch"] * schedule_scale, "lr": recipe["lr"],
                 "milestones": [m * schedule_scale for m in recipe["milestones"]]}
     if overrides is None:
         return training_command("student", out / "data", folder, seed, ["--resume_net", student], schedule)
-    schedule["set"] = config.QUICKSTART["distillation"]["set"] + overrides
+    schedule["set"] = overrides
     return training_command("distillation", out / "data", folder, seed,
                             ["--teacher_network", config.QUICKSTART["teacher_network"], "--teacher_weights", teacher,
                              "--resume_net", student], schedule)
@@ -253,7 +252,7 @@ def train_arms(out, seed, teacher, student):
     without a teacher: what the extra epochs alone add) and the TDKD student."""
     results, runs = {}, out / f"seed{seed}"
     arms = ((CONTROL_ROW, "control", runs / "student_more", None),
-            ("student + TDKD", "student + TDKD", runs / "tdkd", []))
+            ("student + TDKD", "student + TDKD", runs / "tdkd", config.QUICKSTART["distillation"]["set"]))
     for row, label, folder, overrides in arms:
         run_training(arm_command(out, seed, student, teacher, folder, overrides))
         results[row] = test_and_evaluate(folder / "mobile0.25_Final.pth", out / "data", folder, label)

@@ -144,11 +144,18 @@ def _cfg(*overrides):
 
 def test_named_distillers_and_their_order_in_overrides():
     default = _cfg()
-    # the default distiller: relative features pooled over levels, fitted adapters, no probability term
-    assert default["distiller"] == "features"
-    assert (default["loss_weights"]["feature"], default["loss_weights"]["probability"]) == (10.0, 0.0)
+    # the default distiller: relative features pooled over levels, fitted adapters, and the
+    # probability term over the positive anchors at weight 4.7
+    assert default["distiller"] == "tdkd"
+    assert (default["loss_weights"]["feature"], default["loss_weights"]["probability"]) == (10.0, 4.7)
     assert (default["adapter_init"], default["feature_scale"], default["feature_normalize"],
             default["distill_warmup"], default["train_adapters"]) == ("lstsq", "relative", "all_levels", 30, True)
+    assert (default["probability_anchors"], default["probability_normalize"]) == ("positives", "positives")
+    # another distiller after the default takes none of the default's own settings along
+    features = _cfg("distiller=features")
+    assert features["probability_anchors"] == "all" and features["loss_weights"]["probability"] == 0.0
+    assert _cfg("distiller=relative")["probability_anchors"] == "all"
+    assert _cfg("distiller=features", "probability_anchors=near_faces")["probability_anchors"] == "near_faces"
     paper = _cfg("loss_weights.feature=0.1", "distiller=paper")  # the name first, whatever its place
     assert paper["distiller"] == "paper" and paper["loss_weights"]["feature"] == 0.1
     assert paper["loss_weights"]["probability"] == 50.0 and paper["loss_weights"]["loc"] == 2.0

@@ -82,7 +82,7 @@ def test_finished_runs_are_reused_only_with_the_same_command_and_inputs(tmp_path
 def test_a_changed_default_in_config_makes_finished_runs_stale(tmp_path, recorded_training, monkeypatch):
     teacher, student = tmp_path / "teacher.pth", tmp_path / "student.pth"
     quickstart.train_arms(tmp_path, 0, teacher, student)
-    monkeypatch.setitem(config.DISTILLERS["features"], "distill_warmup", 7)  # same commands, new distiller
+    monkeypatch.setitem(config.DISTILLERS["tdkd"], "distill_warmup", 7)  # same commands, new distiller
     quickstart.train_arms(tmp_path, 0, teacher, student)
     assert [c[c.index("--mode") + 1] for c in recorded_training] == ["student", "distillation", "distillation"]
     record = json.loads((tmp_path / "seed0" / "tdkd" / "run.json").read_text())
@@ -108,7 +108,9 @@ def test_ablation_reuses_the_quickstart_runs_of_each_seed(tmp_path, recorded_tra
     assert not quickstart.is_finished(ablation.row_command(tmp_path, "cls", 0, student, teacher, folder))
     quickstart.run_training(ablation.row_command(tmp_path, "cls", 0, student, teacher, folder))
     sets = recorded_training[-1][recorded_training[-1].index("--set") + 1:]
-    assert sets[:1] == config.QUICKSTART["distillation"]["set"] and "feature_tasks=cls" in sets
+    assert sets[:1] == ["distiller=features"] and "feature_tasks=cls" in sets
+    tdkd = recorded_training[1]
+    assert tdkd[tdkd.index("--set") + 1:tdkd.index("--seed")] == config.QUICKSTART["distillation"]["set"] == ["distiller=tdkd"]
 
 
 def test_evaluation_is_reused_only_for_the_same_weights_file(tmp_path, capsys):
@@ -144,20 +146,25 @@ def test_a_report_with_no_finished_run_says_so_and_probes_nothing(tmp_path, monk
 
 def test_ablation_rows_are_distiller_settings():
     rows = config.ABLATION["rows"]
-    assert rows["control"][1] is None and rows["tdkd"][1] == []
+    assert rows["control"][1] is None and rows["tdkd"][1] == config.QUICKSTART["distillation"]["set"]
+    resolved = {}
     for row, (_, overrides) in rows.items():
         if overrides is not None:
             cfg = config.training_config("distillation", "mobile0.25")
-            config.apply_overrides(cfg, config.QUICKSTART["distillation"]["set"] + overrides)
+            resolved[row] = config.apply_overrides(cfg, overrides)
             active = {k for k, v in cfg["loss_weights"].items() if v} - {"loc", "conf", "landm"}
             assert active, row
             assert set(build_distiller(cfg, 64, 128).terms) == active, row
-    assert set(rows) == {"control", "tdkd", "probability_3", "relative", "paper", "paper_f01", "coupled", "probability",
+            assert row in ("tdkd", "features") or overrides[0] == "distiller=features", row
+    # the default is the features row plus the probability term on the positive anchors
+    assert {k: v for k, v in resolved["tdkd"].items() if k != "distiller"} == \
+        {k: v for k, v in resolved["prob_positives"].items() if k != "distiller"}
+    assert resolved["features"]["probability_anchors"] == "all" and resolved["features"]["loss_weights"]["probability"] == 0
+    assert set(rows) == {"control", "tdkd", "features", "probability_3", "relative", "paper", "paper_f01", "coupled", "probability",
                          "probability_uncertain", "cls", "reg", "random_adapters", "per_level", "no_warmup", "hinton",
                          "fitnet", "pkd", "cwd", "public", "prob_matched", "prob_positives", "prob_near_faces",
                          "prob_consistent", "prob_kl", "prob_gap", "prob_one_sided"}
-    paper = config.apply_overrides(config.training_config("distillation", "mobile0.25"),
-                                   config.QUICKSTART["distillation"]["set"] + rows["paper"][1])
+    paper = config.apply_overrides(config.training_config("distillation", "mobile0.25"), rows["paper"][1])
     assert paper["distiller"] == "paper" and paper["loss_weights"]["feature"] == 1.0
 
 

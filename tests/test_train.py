@@ -60,9 +60,9 @@ def test_each_mode_trains_two_iterations_and_writes_final_weights(tiny_dataset, 
     train.run(_args(tiny_dataset, folder, "--mode", mode, *extra))
     rows = read_log(folder / "train_log.csv")
     assert [r["iteration"] for r in rows] == [1, 2]
-    expected_terms = {"loc", "conf", "landm", "total"} | ({"feature"} if mode == "distillation" else set())
+    expected_terms = {"loc", "conf", "landm", "total"} | ({"feature", "probability"} if mode == "distillation" else set())
     assert expected_terms <= set(rows[0])
-    assert "probability" not in rows[0]  # the default distiller's probability weight is 0: not computed nor logged
+    assert not {"hinton", "fitnet", "pkd", "cwd", "feature_coupled"} & set(rows[0])  # weight 0: not computed nor logged
     assert all(r["lr"] == pytest.approx(1e-3 if mode == "teacher" else 0.02) for r in rows)
     final = folder / f"{network}_Final.pth"
     state = torch.load(final, weights_only=True)
