@@ -137,9 +137,9 @@ def test_public_preset_is_the_paper_with_frozen_random_adapters():
 
 
 def test_cwd_temperature_from_config_and_described():
-    distiller = build_distiller(_cfg("loss_weights.cwd=2", "cwd_temperature=4"), 8, 16)
+    distiller = build_distiller(_cfg("distiller=features", "loss_weights.cwd=2", "cwd_temperature=4"), 8, 16)
     assert distiller.terms == ("feature", "cwd") and distiller.cwd_temperature == 4.0
-    assert "feature 10, cwd 2; " in describe_distiller(_cfg("loss_weights.cwd=2", "cwd_temperature=4"))
+    assert "feature 10, cwd 2; " in describe_distiller(_cfg("distiller=features", "loss_weights.cwd=2", "cwd_temperature=4"))
     assert "CWD temperature 4; " in describe_distiller(_cfg("loss_weights.cwd=2", "cwd_temperature=4"))
 
 

@@ -147,8 +147,10 @@ def _cfg(*overrides):
 
 
 def test_settings_come_from_config_and_the_command_line():
-    default = build_distiller(_cfg("loss_weights.probability=1"), 8, 8)
-    assert default.probability == ProbabilitySettings("all", 0.2, False, "squared", 2.0, 0.0, False)
+    paper = build_distiller(_cfg("distiller=features", "loss_weights.probability=1"), 8, 8)
+    assert paper.probability == ProbabilitySettings("all", 0.2, False, "squared", 2.0, 0.0, False)
+    default = build_distiller(_cfg(), 8, 8)  # the default distiller: the positive anchors only
+    assert default.probability == ProbabilitySettings("positives", 0.2, False, "squared", 2.0, 0.0, False)
     chosen = build_distiller(_cfg("loss_weights.probability=1", "probability_anchors=near_faces",
                                   "probability_min_iou=0.3", "probability_drop_contradicted=true",
                                   "probability_form=kl", "probability_temperature=4", "probability_gap_gamma=2",
@@ -158,7 +160,8 @@ def test_settings_come_from_config_and_the_command_line():
                                    "probability_form=kl", "probability_one_sided=true"))
     assert ("probability / positives, anchors positive or with IoU >= 0.2, KL at temperature 2, one-sided; "
             in line)
-    assert "probability / positives; warm-up" in describe_distiller(_cfg("loss_weights.probability=1"))
+    assert "probability / positives; warm-up" in describe_distiller(_cfg("distiller=features", "loss_weights.probability=1"))
+    assert "probability / positives, positive anchors only; warm-up" in describe_distiller(_cfg())
     for bad, message in (("probability_anchors=faces", "probability_anchors=faces: choose one of"),
                          ("probability_form=l1", "probability_form=l1: choose one of"),
                          ("probability_min_iou=1.5", "probability_min_iou=1.5: must lie in"),

@@ -45,7 +45,8 @@ def _outputs():
 
 
 def _cfg(**weights):
-    cfg = config.training_config("distillation", "mobile0.25")
+    """The features-only distiller (no probability term) with ``weights`` set."""
+    cfg = config.apply_overrides(config.training_config("distillation", "mobile0.25"), ["distiller=features"])
     cfg["loss_weights"].update(weights)
     return cfg
 
