@@ -16,7 +16,9 @@ import itertools
 import json
 import math
 import os
+import signal
 import sys
+import threading
 import time
 from contextlib import nullcontext
 
@@ -303,7 +305,8 @@ class Trainer:
         """Train from ``start_epoch`` to ``max_epoch``; returns the trained (unwrapped) model.
         Ctrl-C ends it with ``TrainingInterrupted``, which says what was saved."""
         try:
-            return self._fit()
+            with InterruptRequest() as self.interrupt:
+                return self._fit()
         except KeyboardInterrupt:
             raise TrainingInterrupted(self._interrupted() if self.ctx.is_main else "") from None
 
@@ -401,6 +404,7 @@ class Trainer:
         bar = tqdm(batches, desc=desc, initial=self.epoch_batches, total=last, disable=not self.ctx.is_main,
                    dynamic_ncols=True)
         for images, targets in bar:
+            self.interrupt.check()
             start = time.perf_counter()
             losses = self._step(images, targets)
             self.iteration += 1
@@ -568,6 +572,34 @@ class ResumableSampler(DistributedSampler):
 
     def __len__(self):
         return self.num_samples - self.skip
+
+
+class InterruptRequest:
+    """Ctrl-C during training takes effect between two iterations (``check``), where its
+    KeyboardInterrupt cannot land in a data-loader worker's shutdown or a finaliser that would
+    swallow it; a second Ctrl-C interrupts at once."""
+
+    def __init__(self):
+        self.requested = False
+        self.previous = None
+
+    def __enter__(self):
+        if threading.current_thread() is threading.main_thread():
+            self.previous = signal.signal(signal.SIGINT, self._handle)
+        return self
+
+    def __exit__(self, *exc):
+        if self.previous is not None:
+            signal.signal(signal.SIGINT, self.previous)
+
+    def _handle(self, signum, frame):
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
+
+    def check(self):
+        if self.requested:
+            raise KeyboardInterrupt
 
 
 class TrainingInterrupted(KeyboardInterrupt):
