@@ -40,6 +40,11 @@ def parse_args(argv=None):
     return args
 
 
+def resample_counts(rng, images):
+    """How many times each of ``images`` items one bootstrap draw (with replacement) takes."""
+    return np.bincount(rng.integers(0, images, images), minlength=images)
+
+
 def bootstrap_differences(base_counts, other_counts, resamples, seed):
     """(observed, resampled, pair_draws) AP differences other minus base in %:
     ``observed[setting]`` (pairs,) and ``resampled[setting]`` (resamples, pairs), one image draw
@@ -54,7 +59,7 @@ def bootstrap_differences(base_counts, other_counts, resamples, seed):
         return {s: np.array([100 * (other[s] - base[s]) for base, other in pairs]) for s in SETTINGS}
 
     observed = differences(None)
-    draws = [differences(np.bincount(rng.integers(0, images, images), minlength=images)) for _ in range(resamples)]
+    draws = [differences(resample_counts(rng, images)) for _ in range(resamples)]
     pair_draws = rng.integers(0, pairs, (resamples, pairs))
     return observed, {s: np.stack([d[s] for d in draws]) for s in SETTINGS}, pair_draws
 

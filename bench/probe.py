@@ -36,6 +36,7 @@ import numpy as np  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
 import config  # noqa: E402
+from bench.ap_bootstrap import resample_counts  # noqa: E402
 from data.wider_face import parse_label_file  # noqa: E402
 from layers import MultiBoxLoss, level_shapes, prior_boxes  # noqa: E402
 from layers.distiller import location_masks, ridge_solve  # noqa: E402
@@ -87,12 +88,6 @@ def residual(weights, sums):
     """|T - S W|^2 from the sums alone: |T|^2 - 2 tr(W^T S^T T) + tr(W^T S^T S W)."""
     gram, cross, energy = sums[:3]
     return (energy - 2 * (weights * cross).sum() + (weights * (gram @ weights)).sum()).item()
-
-
-def unexplained(fit, test, ridge):
-    """Share of ``test``'s teacher energy that the ridge map fitted on ``fit`` leaves."""
-    energy = test[2].item()
-    return residual(ridge_solve(fit[0], fit[1], ridge).double(), test) / energy if energy > 0 else float("nan")
 
 
 def linear_cka(sums):
@@ -214,7 +209,7 @@ def paired_difference(base, other, key, resamples, seed=0):
     observed = 100 * (other.shares()[key] - base.shares()[key])
     draws = []
     for _ in range(resamples):
-        weights = np.bincount(rng.integers(0, images, images), minlength=images)
+        weights = resample_counts(rng, images)
         draws.append(100 * (other.shares(weights)[key] - base.shares(weights)[key]))
     low, high = np.percentile(draws, [5, 95])
     return observed, low, high
