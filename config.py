@@ -385,6 +385,11 @@ ABLATION = dict(
                   _F + ["loss_weights.probability=26", "probability_gap_gamma=2"]),
         prob_one_sided=("features + one-sided probability (6.9)",
                         _F + ["loss_weights.probability=6.9", "probability_one_sided=true"]),
+        # the default tdkd with the CWD term added: at full strength each, and at half the
+        # feature and CWD weights (the same start gradient as either alone)
+        tdkd_cwd=("tdkd + CWD (14.5)", ["distiller=tdkd", "loss_weights.cwd=14.5"]),
+        tdkd_cwd_half=("tdkd at feature weight 5 + CWD (7.25)",
+                       ["distiller=tdkd", "loss_weights.feature=5", "loss_weights.cwd=7.25"]),
     ),
 )
 
