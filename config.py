@@ -390,6 +390,10 @@ ABLATION = dict(
         tdkd_cwd=("tdkd + CWD (14.5)", ["distiller=tdkd", "loss_weights.cwd=14.5"]),
         tdkd_cwd_half=("tdkd at feature weight 5 + CWD (7.25)",
                        ["distiller=tdkd", "loss_weights.feature=5", "loss_weights.cwd=7.25"]),
+        # the default tdkd with PKD's standardised maps at the task-decoupled locations, at the
+        # start gradient of the relative term (0.466 at weight 1, bench/grad_budget.py)
+        tdkd_standardised=("tdkd with standardised features (3.5)",
+                           ["distiller=tdkd", "feature_scale=standardised", "loss_weights.feature=3.5"]),
     ),
 )
 

@@ -30,9 +30,12 @@ DETECTION_TERMS = ("loc", "conf", "landm")
 # starting student to the teacher on the first batches (``fit_adapters``).
 ADAPTER_INITS = ("random", "zero", "lstsq")
 # A feature term's unit: the paper's squared difference per selected location ("absolute"),
-# or the squared difference over the teacher's squared features at the same locations
-# ("relative": a share of the teacher's feature energy, free of the teacher's scale).
-FEATURE_SCALES = ("absolute", "relative")
+# the squared difference over the teacher's squared features at the same locations
+# ("relative": a share of the teacher's feature energy, free of the teacher's scale), or the
+# squared difference of PKD's standardised maps at those locations ("standardised": each
+# channel of each image less its mean over the map, over its standard deviation there, before
+# the locations are selected; free of both networks' scales).
+FEATURE_SCALES = ("absolute", "relative", "standardised")
 # The relative term's divisor is at least this share of the adapted student's energy at the
 # same locations (``relative_divisor``): the term stays below 2 (1 + 1 / floor) = 22.
 RELATIVE_FLOOR = 0.1
@@ -399,12 +402,18 @@ def level_feature_losses(student_maps, teacher_maps, masks, scale="absolute", no
 
     ``absolute``: squared difference over max(1, 2 x selected locations); ``relative``: over
     the teacher's squared features there, or ``floor`` x the (adapted) student's where that is
-    larger (``relative_divisor``). ``per_level``: each level divided by its own divisor (the
-    paper with ``absolute``); ``all_levels``: each level divided by the divisor of all levels.
+    larger (``relative_divisor``); ``standardised``: of the standardised maps
+    (``standardised_channels``) over max(1, 2 x channels x selected locations), so a level
+    whose standardised maps agree costs 0 and opposite ones 2 per location and channel on
+    average. ``per_level``: each level divided by its own divisor (the paper with
+    ``absolute``); ``all_levels``: each level divided by the divisor of all levels.
     """
     errors, teacher_energy, student_energy = [], [], []
     for student, teacher, mask in zip(student_maps, teacher_maps, masks):
         student, teacher, mask = student.float(), teacher.float(), mask.float()
+        if scale == "standardised":
+            student = standardised_channels(student).view_as(student)
+            teacher = standardised_channels(teacher).view_as(teacher)
         errors.append(((student - teacher).pow(2).sum(dim=1) * mask).sum())
         if scale == "relative":
             teacher_energy.append((teacher.pow(2).sum(dim=1) * mask).sum().detach())
@@ -413,8 +422,9 @@ def level_feature_losses(student_maps, teacher_maps, masks, scale="absolute", no
         divisors = [relative_divisor(t, s, floor) for t, s in zip(teacher_energy, student_energy)]
         pooled = relative_divisor(sum(teacher_energy), sum(student_energy), floor)
     else:
-        divisors = [torch.clamp(2 * mask.sum(), min=1) for mask in masks]
-        pooled = torch.clamp(2 * sum(mask.sum() for mask in masks), min=1)
+        channels = [teacher.shape[1] if scale == "standardised" else 1 for teacher in teacher_maps]
+        divisors = [torch.clamp(2 * c * mask.sum(), min=1) for c, mask in zip(channels, masks)]
+        pooled = torch.clamp(2 * sum(c * mask.sum() for c, mask in zip(channels, masks)), min=1)
     if normalize == "all_levels":
         divisors = [pooled] * len(errors)
     return [error / divisor for error, divisor in zip(errors, divisors)]

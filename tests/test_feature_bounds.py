@@ -85,7 +85,7 @@ def test_the_floor_leaves_every_term_below_its_trigger_unchanged():
 
 
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
-@pytest.mark.parametrize("scale", ["absolute", "relative"])
+@pytest.mark.parametrize("scale", ["absolute", "relative", "standardised"])
 def test_half_precision_inputs_are_computed_in_float32(dtype, scale):
     student, teacher, masks = _one_location([3, 0], [1, 1])
     empty = [torch.zeros_like(m) for m in masks]
@@ -100,7 +100,7 @@ def test_half_precision_inputs_are_computed_in_float32(dtype, scale):
 def test_empty_masks_give_zero_in_every_setting():
     student, teacher, masks = _one_location([1, 2], [0, 0])
     empty = [torch.zeros_like(m) for m in masks]
-    for scale in ("absolute", "relative"):
+    for scale in ("absolute", "relative", "standardised"):
         for normalize in ("per_level", "all_levels"):
             assert feature_loss(student, teacher, empty, scale, normalize).item() == 0.0
 
@@ -123,3 +123,32 @@ def test_dead_teacher_features_are_named():
     assert dead[0][2] == pytest.approx(1e-9) and dead[0][3] == pytest.approx(1.0)
     teacher["reg_features"] = [1e-3 * live]  # small but alive: 1e-3 of the student's RMS
     assert distiller.dead_teacher_features(student, teacher, match, shapes) == []
+
+
+def _two_locations(student, teacher, selected):
+    """One level, one channel, two locations (values given per location), ``selected`` [2] bool."""
+    return ([torch.tensor(student, dtype=torch.float32).reshape(1, 1, 1, 2)],
+            [torch.tensor(teacher, dtype=torch.float32).reshape(1, 1, 1, 2)],
+            [torch.tensor(selected).reshape(1, 1, 2)])
+
+
+def test_standardised_scale_by_hand():
+    # Two locations standardise to (-1, +1) whatever the map's scale or offset (population SD);
+    # the term is the squared difference at the selected locations over 2 x channels x count.
+    same = _two_locations([0, 4], [1e3 + 1e-2, 1e3 + 3e-2], [True, True])  # both rising: z = (-1, 1) for each
+    assert feature_loss(*same, scale="standardised").item() == pytest.approx(0.0, abs=1e-6)
+    opposite = _two_locations([0, 4], [7e3, 5e3], [True, False])  # z_s = (-1, 1), z_t = (1, -1)
+    assert feature_loss(*opposite, scale="standardised").item() == pytest.approx((-1 - 1) ** 2 / (2 * 1 * 1))
+    both = _two_locations([0, 4], [7e3, 5e3], [True, True])  # (4 + 4) / (2 x 2)
+    assert feature_loss(*both, scale="standardised").item() == pytest.approx(2.0)
+
+
+def test_standardised_scale_ignores_a_dead_or_rescaled_teacher():
+    student, teacher, masks = _two_locations([0, 4], [3.0, 1.0], [True, False])
+    base = feature_loss(student, teacher, masks, "standardised").item()
+    assert base == pytest.approx(2.0)  # z_s = -1, z_t = +1 at the selected location
+    for factor in (1e-2, 1e6):
+        assert feature_loss(student, [teacher[0] * factor], masks, "standardised").item() == pytest.approx(base)
+    # A teacher whose spread is far below PKD_EPS standardises to 0 everywhere: (-1 - 0)^2 / 2.
+    for dead in (torch.zeros_like(teacher[0]), teacher[0] * 1e-12):
+        assert feature_loss(student, [dead], masks, "standardised").item() == pytest.approx(0.5, abs=1e-5)
