@@ -7,6 +7,9 @@
                       exported once into the cache folder
     onnxruntime-int8  that graph quantised to INT8 (weights per channel, activations calibrated
                       on a few hundred training images), also made once into the cache folder
+    openvino-bf16     the float graph in OpenVINO at bfloat16 (optional package ``openvino``):
+                      on a CPU with AMX about twice as fast as onnxruntime, scores within ~1e-2
+    openvino-int8     the INT8 graph of onnxruntime-int8 in OpenVINO (AMX / VNNI int8 kernels)
 
 Every backend takes the contiguous float32 ``[batch, 3, H, W]`` tensor of
 ``utils.inference.network_input`` and returns ``(loc, scores, landmarks)`` tensors, so
@@ -42,8 +45,11 @@ from utils.checkpoint import writable_folder, write_bytes_atomic, write_text_ato
 from utils.errors import TDKDError, located
 from utils.inference import network_input
 
-BACKENDS = ("eager", "torch", "onnxruntime", "onnxruntime-int8")
-ONNX_BACKENDS = ("onnxruntime", "onnxruntime-int8")
+BACKENDS = ("eager", "torch", "onnxruntime", "onnxruntime-int8", "openvino-bf16", "openvino-int8")
+ONNX_BACKENDS = ("onnxruntime", "onnxruntime-int8", "openvino-bf16", "openvino-int8")
+# OpenVINO's inference precision of each of its backends: the INT8 graph keeps its float nodes
+# in float32 (bfloat16 there was no faster, docs/SPEED.md)
+OPENVINO_PRECISION = {"openvino-bf16": "bf16", "openvino-int8": "f32"}
 OPSET = 17
 INPUT = "image"
 OUTPUTS = ("loc", "scores", "landmarks")
@@ -154,6 +160,40 @@ class OnnxPredictor:
     def predict(self, images):
         outputs = self.session.run(list(OUTPUTS), {INPUT: np.ascontiguousarray(images.cpu().numpy())})
         return tuple(torch.from_numpy(output) for output in outputs)
+
+
+class OpenVinoPredictor:
+    """An ONNX file compiled by OpenVINO for the CPU at ``precision`` ("bf16" or "f32"; a CPU
+    without bfloat16 instructions runs "bf16" in float32), with PyTorch's thread count."""
+
+    def __init__(self, path, precision, device="cpu", threads=None):
+        if torch.device(device).type != "cpu":
+            raise TDKDError("the openvino backends run on the CPU only: use --device cpu, or --backend eager on a GPU")
+        try:
+            import openvino
+        except ImportError:
+            raise TDKDError("the openvino backends need the openvino package, which requirements.txt leaves out: "
+                            "pip install openvino (docs/SPEED.md, lower precision on the CPU)") from None
+        self.path = os.fspath(path)
+        settings = {"INFERENCE_NUM_THREADS": threads or torch.get_num_threads(), "PERFORMANCE_HINT": "LATENCY",
+                    "INFERENCE_PRECISION_HINT": precision}
+        try:
+            self.compiled = openvino.Core().compile_model(self.path, "CPU", settings)
+        except Exception as exc:  # noqa: BLE001 - openvino raises its own exception types
+            raise TDKDError(located(path, f"openvino cannot load it ({str(exc).splitlines()[0]})")) from None
+        self.request = self.compiled.create_infer_request()
+
+    def predict(self, images):
+        results = self.request.infer({INPUT: np.ascontiguousarray(images.cpu().numpy())})
+        # the request reuses its output buffers at the next call: copy them out
+        return tuple(torch.from_numpy(np.array(results[name])) for name in OUTPUTS)
+
+
+def onnx_predictor(backend, path, device="cpu"):
+    """The runtime of the ONNX backend ``backend`` on the file ``path``."""
+    if backend in OPENVINO_PRECISION:
+        return OpenVinoPredictor(path, OPENVINO_PRECISION[backend], device)
+    return OnnxPredictor(path, device)
 
 
 # ---------------------------------------------------------------- INT8
@@ -356,7 +396,13 @@ def onnx_for_weights(model, cfg, weights, int8=False, calibration=None, cache=No
     int8_key = _digest(*key, onnxruntime.__version__, config.DEPLOYMENT, calibration_digest(calibration))
     return cached_onnx(cache / f"{Path(weights).stem}-int8-{int8_key[:16]}.onnx", int8_key,
                        lambda path, props: quantize_int8(float_path, path, CalibrationImages(calibration), props),
-                       "quantising the ONNX model to INT8 for onnxruntime-int8")
+                       "quantising the ONNX model to INT8 for the int8 backends")
+
+
+def installed_backends():
+    """The backends whose runtime is installed (onnxruntime is in requirements.txt, openvino not)."""
+    missing = {name for name in ("onnxruntime", "openvino") if importlib.util.find_spec(name) is None}
+    return [backend for backend in BACKENDS if backend.split("-")[0] not in missing]
 
 
 def default_backend(device="cpu"):
@@ -377,16 +423,16 @@ def build_predictor(backend, model, cfg, weights=None, device="cpu", calibration
         return TorchPredictor(model, device)
     if backend not in ONNX_BACKENDS:
         raise ValueError(f"backend must be one of {BACKENDS}, not {backend!r}")
-    int8 = backend == "onnxruntime-int8"
+    int8 = backend.endswith("-int8")
     if weights is not None:
-        return OnnxPredictor(onnx_for_weights(model, cfg, weights, int8, calibration, cache), device)
+        return onnx_predictor(backend, onnx_for_weights(model, cfg, weights, int8, calibration, cache), device)
     with tempfile.TemporaryDirectory() as tmp:  # a session keeps the graph in memory
         path = os.path.join(tmp, "model.onnx")
         export_onnx(model, path, metadata={"network": cfg["name"], "activation": cfg["activation"]})
         if int8:
             quantize_int8(path, os.path.join(tmp, "int8.onnx"), CalibrationImages(calibration))
             path = os.path.join(tmp, "int8.onnx")
-        return OnnxPredictor(path, device)
+        return onnx_predictor(backend, path, device)
 
 
 def add_backend_arguments(parser):
@@ -394,8 +440,9 @@ def add_backend_arguments(parser):
     parser.add_argument("--backend", choices=BACKENDS,
                         help="what runs the network: eager (PyTorch as trained, detections identical to the "
                              "public code), torch (BatchNorm folded), onnxruntime (the same faces, scores within "
-                             "1e-5), onnxruntime-int8 (exported once into ~/.cache/tdkd or $TDKD_CACHE); default: "
+                             "1e-5), onnxruntime-int8 (exported once into ~/.cache/tdkd or $TDKD_CACHE), openvino-bf16 and "
+                             "openvino-int8 (need `pip install openvino`; fastest on CPUs with AMX); default: "
                              "onnxruntime on a CPU, eager on a GPU")
     parser.add_argument("--calibration", metavar="FOLDER",
-                        help="--backend onnxruntime-int8: calibrate on the images below FOLDER (default: "
+                        help="--backend onnxruntime-int8 or openvino-int8: calibrate on the images below FOLDER (default: "
                              "synthetic training images)")

@@ -421,8 +421,12 @@ PROBE = dict(train_images=200, val_images=200, ridge=1e-3, resamples=1000)
 # in float, 12.5 ms with only the stem in float; the float graph 17.9 ms); and the heads with
 # the outputs' concatenation and softmax, so that scores and offsets are not rounded to 8 bits
 # (with min / max, seed 0: -0.03 / -0.49 / -0.30 with them in float, -0.48 / -0.66 / -0.40
-# without; about 2 ms slower end to end). Also leaving the FPN merges or the SSH outputs in
-# float changed the AP by under 0.2 on a subset either way, for a slower graph, so they stay INT8.
+# without; about 2 ms slower end to end); and the FPN's two merges (upsample, add, 3x3 conv):
+# on an Intel Xeon with AMX the percentile calibration with seed 0 and only the stem and the
+# heads in float cost -0.58 Easy (on the AMD EPYC above -0.31); with the merges in float too
+# -0.44 / -0.34 / -0.35, and with seeds 1 and 2 -0.34 / -0.28 / -0.32 and -0.04 / -0.10 / -0.35
+# (AMD, seeds 0 / 1: -0.43 / -0.25 / -0.28 and -0.31 / -0.30 / -0.42): within 0.5 on both
+# CPUs and every seed tried, for a forward about 2 ms (19 %) longer (docs/DEPLOYMENT.md, INT8).
 # Per-channel weights: scores closer to float than per-tensor ones (largest difference on the
 # crowd photo 0.08 against 0.15).
 # ``extra_options`` go to ``quantize_static`` as they are (e.g. ``{"CalibPercentile": 99.99}``).
@@ -430,5 +434,6 @@ DEPLOYMENT = dict(
     calibration=dict(images=300, seed=0, synthetic_size=[320, 480]),
     int8=dict(method="percentile", per_channel=True, reduce_range=False, op_types=None, extra_options={},
               keep_float=["/body/stage1/stage1.0/", "/body/stage1/stage1.1/stage1.1.0/",
+                          "/fpn/Add", "/fpn/Resize", "/fpn/merge",
                           "/ClassHead", "/BboxHead", "/LandmarkHead", "/Concat", "/Softmax"]),
 )

@@ -15,8 +15,9 @@ WIDER FACE test scale). ``detect.py`` uses the public ``detect.py``'s NMS 0.4 in
 ``from_weights(..., backend=...)`` picks what runs the network (``backends.py``):
 "onnxruntime" (default on a CPU: the weights exported once into the cache folder, the same
 faces as "eager" with scores within 1e-5, about 2-3x faster), "eager" (detections identical to
-the public code; the default on a GPU), "torch" (BatchNorm folded) or "onnxruntime-int8"; a
-``.onnx`` file runs in ONNX Runtime. Post-processing is the same for all.
+the public code; the default on a GPU), "torch" (BatchNorm folded), "onnxruntime-int8", or
+"openvino-bf16" / "openvino-int8" (the optional ``openvino`` package); a ``.onnx`` file runs in
+ONNX Runtime or OpenVINO. Post-processing is the same for all.
 
 This module sits above ``models/``, ``layers/`` and ``utils/``: it builds the network
 (``models``), its priors (``layers``) and runs the one post-processing of
@@ -31,7 +32,7 @@ import numpy as np
 import torch
 
 import config
-from backends import BACKENDS, ONNX_BACKENDS, OnnxPredictor, build_predictor, default_backend, read_metadata
+from backends import BACKENDS, ONNX_BACKENDS, build_predictor, default_backend, onnx_predictor, read_metadata
 from layers import prior_boxes
 from models import build_model
 from models.retinaface import weights_network
@@ -70,21 +71,22 @@ def load_detector(path=DEFAULT_WEIGHTS, network=None, activation=None, device="c
 
 
 def load_onnx(path, backend="onnxruntime", network=None, activation=None, device="cpu"):
-    """An exported ``.onnx`` file in ONNX Runtime: ``(predictor, network cfg)``, the network
+    """An exported ``.onnx`` file in ONNX Runtime or OpenVINO (``backend``): ``(predictor,
+    network cfg)``, the network
     from the arguments, else from the file's properties (``export_onnx.py`` writes them)."""
     if backend not in ONNX_BACKENDS:
-        raise TDKDError(located(path, f"an ONNX file runs with backend 'onnxruntime', not {backend!r}"))
+        raise TDKDError(located(path, f"an ONNX file runs with one of the backends {ONNX_BACKENDS}, not {backend!r}"))
     if not os.path.isfile(path):
         raise TDKDError(located(path, "ONNX file not found"))
     meta = read_metadata(path)
-    if backend == "onnxruntime-int8" and meta.get("int8") != "1":
+    if backend.endswith("-int8") and meta.get("int8") != "1":
         raise TDKDError(located(path, "not an INT8 file: run it with backend 'onnxruntime', or quantise it "
                                       "with export_onnx.py --int8"))
     try:
         cfg = config.network_config(network or meta.get("network", "mobile0.25"), activation or meta.get("activation"))
     except KeyError as exc:
         raise TDKDError(located(path, exc.args[0])) from None
-    return OnnxPredictor(path, device), cfg
+    return onnx_predictor(backend, path, device), cfg
 
 
 def checked_image(image, color="bgr", max_pixels=None):

@@ -42,7 +42,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 import config  # noqa: E402
-from backends import BACKENDS, TorchPredictor  # noqa: E402
+from backends import BACKENDS, TorchPredictor, installed_backends  # noqa: E402
 from data.synthetic import generate_synthetic_widerface, render_image  # noqa: E402
 from detector import DEFAULT_WEIGHTS, FaceDetector  # noqa: E402
 from tests.test_widerface_test import public_pipeline  # noqa: E402
@@ -60,7 +60,8 @@ def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=HelpFormatter)
     p.add_argument("-m", "--weights", default=DEFAULT_WEIGHTS, help="weights timed (default: the shipped student)")
     p.add_argument("--image", help=f"photo to time (default: {CROWD} where present, else a synthetic one)")
-    p.add_argument("--backends", nargs="+", choices=BACKENDS, default=list(BACKENDS), help="backends to compare")
+    p.add_argument("--backends", nargs="+", choices=BACKENDS, default=installed_backends(),
+                   help="backends to compare (default: those whose runtime is installed)")
     p.add_argument("--sizes", nargs="+", default=["640x480", "test"], help="WxH, or 'test' (the WIDER test scale)")
     p.add_argument("--threads", nargs="+", type=int, default=[1, os.cpu_count()], help="thread counts to time")
     p.add_argument("--rounds", type=int, default=15, help="timed rounds at 640x480 and below (after one warm-up)")

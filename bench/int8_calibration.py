@@ -43,6 +43,7 @@ STEM = ["/body/stage1/stage1.0/", "/body/stage1/stage1.1/stage1.1.0/"]
 HEADS = ["/ClassHead", "/BboxHead", "/LandmarkHead", "/Concat", "/Softmax"]
 FLOAT_SETS = {
     "stem": STEM,
+    "heads": STEM + HEADS,
     "default": config.DEPLOYMENT["int8"]["keep_float"],
     "fpn-merges": STEM + HEADS + ["/fpn/Add", "/fpn/Resize", "/fpn/merge"],
     "fpn": STEM + HEADS + ["/fpn/"],

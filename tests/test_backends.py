@@ -2,6 +2,7 @@
 against the public arithmetic, the --backend flags, and the API's errors for unreadable images."""
 import contextlib
 import io
+import sys
 
 import cv2
 import numpy as np
@@ -44,6 +45,15 @@ def cache(tmp_path_factory):
 @pytest.fixture(scope="module")
 def eager():
     return FaceDetector.from_weights(STUDENT, backend="eager")
+
+
+def calibration_folder(folder, count=3):
+    """``count`` synthetic training images (320x400) as JPEG files below ``folder``."""
+    for index in range(count):
+        path = folder / ("sub" if index else "") / f"image_{index}.jpg"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        cv2.imwrite(str(path), render_image(0, "train", index, (320, 400))[0])
+    return folder
 
 
 def test_network_input_is_the_public_preprocessing_bit_for_bit(photo):
@@ -99,11 +109,7 @@ def test_onnxruntime_backend_matches_eager_and_is_cached(eager, photo, cache):
 
 
 def test_int8_round_trip_on_a_tiny_calibration_set(tmp_path, eager, photo, cache):
-    folder = tmp_path / "calibration"
-    for index in range(3):
-        path = folder / ("sub" if index else "") / f"image_{index}.jpg"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        cv2.imwrite(str(path), render_image(0, "train", index, (320, 400))[0])
+    folder = calibration_folder(tmp_path / "calibration")
     assert [p.name for p in calibration_files(folder, 2)] == ["image_0.jpg", "image_1.jpg"]
     output = tmp_path / "int8.onnx"
     printed = io.StringIO()
@@ -118,11 +124,16 @@ def test_int8_round_trip_on_a_tiny_calibration_set(tmp_path, eager, photo, cache
     nodes = {node.output[0]: node for node in graph.node}
     convs = [node for node in graph.node if node.op_type == "Conv"]
     float_weights = [c.name for c in convs if c.input[1] not in nodes]  # weight not from a DequantizeLinear
-    # config.DEPLOYMENT's keep_float: the stem, the first depthwise conv and the 9 heads stay float
+    # config.DEPLOYMENT's keep_float: the stem, the first depthwise conv, the FPN's two merge
+    # convs and the 9 heads stay float
     heads = [f"/{head}.{level}/conv1x1/Conv" for head in ("ClassHead", "BboxHead", "LandmarkHead")
              for level in range(3)]
+    merges = ["/fpn/merge1/merge1.0/Conv", "/fpn/merge2/merge2.0/Conv"]
     assert len(convs) == 56 and sorted(float_weights) == sorted(
-        ["/body/stage1/stage1.0/stage1.0.0/Conv", "/body/stage1/stage1.1/stage1.1.0/Conv", *heads])
+        ["/body/stage1/stage1.0/stage1.0.0/Conv", "/body/stage1/stage1.1/stage1.1.0/Conv", *merges, *heads])
+    adds = [node for node in graph.node if node.name in ("/fpn/Add", "/fpn/Add_1")]
+    consumers = {node.op_type for add in adds for node in graph.node if add.output[0] in node.input}
+    assert len(adds) == 2 and consumers == {"Conv"}  # the merges' sums reach their convs unquantised
     assert {node.op_type for node in graph.node if node.name in ("/Concat", "/Concat_1", "/Concat_2", "/Softmax")} == {
         "Concat", "Softmax"}
     assert [o.name for o in graph.output] == list(export_onnx.OUTPUTS)
@@ -215,11 +226,43 @@ def test_histogram_calibration_takes_images_of_many_sizes_and_its_ranges_are_reu
     assert read_metadata(tmp_path / "again.onnx")["int8"] == "1"
 
 
+def test_openvino_backends_need_the_package_and_a_cpu(monkeypatch, cache):
+    from backends import OpenVinoPredictor
+
+    with pytest.raises(TDKDError, match="the openvino backends run on the CPU only"):
+        OpenVinoPredictor("model.onnx", "bf16", device="cuda")
+    monkeypatch.setitem(sys.modules, "openvino", None)  # `import openvino` raises ImportError
+    with pytest.raises(TDKDError, match="need the openvino package.*pip install openvino"):
+        FaceDetector.from_weights(STUDENT, backend="openvino-bf16", cache=cache)
+
+
+def test_openvino_backends_find_the_faces_of_the_float_and_int8_graphs(tmp_path, eager, photo, cache):
+    """bf16 keeps every face eager scores >= 0.6 (IoU >= 0.9, scores within 0.05); the INT8
+    backend runs onnxruntime-int8's cached file and finds its faces."""
+    pytest.importorskip("openvino", reason="the optional openvino package is not installed (pip install openvino)")
+    bf16 = FaceDetector.from_weights(STUDENT, backend="openvino-bf16", cache=cache)
+    assert bf16.model.compiled.get_property("INFERENCE_NUM_THREADS") == torch.get_num_threads()
+    dets, _ = bf16(photo)
+    ref_dets, _ = eager(photo)
+    strong = ref_dets[ref_dets[:, 4] >= 0.6]
+    matched, differences = match_detections(dets, strong, 0.9)
+    assert len(strong) > 10 and matched.all() and differences.max() < 0.05
+
+    folder = calibration_folder(tmp_path / "calibration")
+    runtimes = [FaceDetector.from_weights(STUDENT, backend=backend, calibration=folder, cache=cache)
+                for backend in ("onnxruntime-int8", "openvino-int8")]
+    assert runtimes[0].model.path == runtimes[1].model.path  # one cached INT8 file
+    int8_dets, openvino_dets = (runtime(photo)[0] for runtime in runtimes)
+    strong = int8_dets[int8_dets[:, 4] >= 0.6]
+    matched, differences = match_detections(openvino_dets, strong, 0.9)
+    assert len(strong) > 10 and matched.all() and differences.max() < 0.05
+
+
 def test_onnx_files_and_backends_are_checked(tmp_path):
     float_file = tmp_path / "float.onnx"
     with contextlib.redirect_stdout(io.StringIO()):
         export_onnx.main(["-m", STUDENT, "-o", str(float_file)])
-    with pytest.raises(TDKDError, match="an ONNX file runs with backend 'onnxruntime', not 'torch'"):
+    with pytest.raises(TDKDError, match="an ONNX file runs with one of the backends .*, not 'torch'"):
         FaceDetector.from_weights(float_file, backend="torch")
     with pytest.raises(TDKDError, match="not an INT8 file"):
         FaceDetector.from_weights(float_file, backend="onnxruntime-int8")
@@ -287,7 +330,7 @@ def test_backend_flags(tmp_path, photo, monkeypatch, capsys):
             detect.parse_args(["x.jpg", *flags])
         assert error in capsys.readouterr().err
     assert train.parse_args(["--training_dataset", "x", "--val_backend", "onnxruntime"]).val_backend == "onnxruntime"
-    assert set(BACKENDS) == {"eager", "torch", "onnxruntime", "onnxruntime-int8"}
+    assert set(BACKENDS) == {"eager", "torch", "onnxruntime", "onnxruntime-int8", "openvino-bf16", "openvino-int8"}
 
 
 def test_a_model_in_training_gets_an_onnx_session_without_a_file(photo):
