@@ -185,6 +185,11 @@ DISTILLERS["features"] = dict(copy.deepcopy(DISTILLERS["relative"]), loss_weight
 # 0-2): the only probability setting above the control on every subset for every seed.
 DISTILLERS["tdkd"] = dict(copy.deepcopy(DISTILLERS["features"]), loss_weights=dict(feature=10.0, probability=4.7),
                           probability_anchors="positives")
+# The three parts of "tdkd" at a quarter of its weights beside the field's CWD term
+# (channel-wise spatial softmax of the whole SSH maps, Shu et al. 2021) at the weight whose
+# starting gradient equals the feature term's (docs/DISTILLATION.md, three parts with CWD).
+DISTILLERS["cwd_tdkd"] = dict(copy.deepcopy(DISTILLERS["tdkd"]),
+                              loss_weights=dict(feature=2.5, probability=1.2, cwd=14.5))
 # The public code as it runs: the paper's terms and weights with the adapters frozen at
 # PyTorch's random initialisation (its adapters are never given to the optimiser).
 DISTILLERS["public"] = dict(copy.deepcopy(DISTILLERS["paper"]), train_adapters=False)
@@ -192,14 +197,18 @@ DISTILLERS["public"] = dict(copy.deepcopy(DISTILLERS["paper"]), train_adapters=F
 
 def select_distiller(cfg, name):
     """Merge the named distiller settings (``DISTILLERS``) into the run settings ``cfg``; a
-    setting that another distiller sets and this one does not goes back to the mode's default,
-    so ``distiller=features`` after the default "tdkd" is "features" whole."""
+    setting or term weight that another distiller sets and this one does not goes back to the
+    mode's default, so ``distiller=features`` after the default "tdkd" is "features" whole and
+    ``distiller=paper`` after "cwd_tdkd" has no CWD term."""
     if name not in DISTILLERS:
         raise KeyError(f"unknown distiller '{name}': choose one of {sorted(DISTILLERS)}")
     settings = copy.deepcopy(DISTILLERS[name])
     for key in set().union(*DISTILLERS.values()) - set(settings):
         cfg[key] = copy.deepcopy(TRAINING["distillation"][key])
-    cfg["loss_weights"].update(settings.pop("loss_weights"))
+    weights = settings.pop("loss_weights")
+    for term in set().union(*(d["loss_weights"] for d in DISTILLERS.values())) - set(weights):
+        cfg["loss_weights"][term] = TRAINING["distillation"]["loss_weights"][term]
+    cfg["loss_weights"].update(weights)
     cfg.update(settings, distiller=name)
     return cfg
 
@@ -392,6 +401,11 @@ ABLATION = dict(
                        ["distiller=tdkd", "loss_weights.feature=5", "loss_weights.cwd=7.25"]),
         # the default tdkd with PKD's standardised maps at the task-decoupled locations, at the
         # start gradient of the relative term (0.466 at weight 1, bench/grad_budget.py)
+        # CWD at full strength with the three parts of tdkd at a quarter of their weights
+        # (distiller=cwd_tdkd)
+        cwd_tdkd_quarter=("CWD (14.5) + tdkd at a quarter (feature 2.5, probability 1.2)",
+                          ["distiller=tdkd", "loss_weights.cwd=14.5", "loss_weights.feature=2.5",
+                           "loss_weights.probability=1.2"]),
         tdkd_standardised=("tdkd with standardised features (3.5)",
                            ["distiller=tdkd", "feature_scale=standardised", "loss_weights.feature=3.5"]),
     ),

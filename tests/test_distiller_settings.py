@@ -163,6 +163,15 @@ def test_named_distillers_and_their_order_in_overrides():
             paper["probability_normalize"], paper["distill_warmup"]) == ("random", "absolute", "per_level",
                                                                          "uncertain", 0)
     assert config.DISTILLERS["paper"]["loss_weights"] == dict(feature=1.0, probability=50.0)
+    # a term weight only another distiller sets goes back to the mode's default with this one
+    cwd_tdkd = _cfg("distiller=cwd_tdkd")
+    assert {k: cwd_tdkd["loss_weights"][k] for k in ("feature", "probability", "cwd")} == dict(
+        feature=2.5, probability=1.2, cwd=14.5)
+    assert cwd_tdkd["probability_anchors"] == "positives" and cwd_tdkd["feature_scale"] == "relative"
+    cfg = _cfg("distiller=cwd_tdkd")
+    config.select_distiller(cfg, "paper")
+    assert cfg["loss_weights"]["cwd"] == 0.0 and cfg["loss_weights"]["feature"] == 1.0
+    assert _cfg("distiller=cwd_tdkd", "loss_weights.cwd=3")["loss_weights"]["cwd"] == 3.0
     with pytest.raises(KeyError, match="unknown distiller"):
         _cfg("distiller=best")
     with pytest.raises(KeyError, match="no such setting"):
