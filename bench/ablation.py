@@ -36,7 +36,7 @@ from widerface_evaluate.evaluation import SETTINGS  # noqa: E402
 
 ROWS = config.ABLATION["rows"]
 # the quickstart's own runs of a seed: the same start, schedule, seed and teacher
-QUICKSTART_RUNS = {"control": "student_more", "tdkd": "tdkd"}
+QUICKSTART_RUNS = {"control": "student_more", "cwd_tdkd": "tdkd"}
 
 
 def parse_args(argv=None):

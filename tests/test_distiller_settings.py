@@ -145,9 +145,13 @@ def _cfg(*overrides):
 def test_named_distillers_and_their_order_in_overrides():
     default = _cfg()
     # the default distiller: relative features pooled over levels, fitted adapters, and the
-    # probability term over the positive anchors at weight 4.7
-    assert default["distiller"] == "tdkd"
-    assert (default["loss_weights"]["feature"], default["loss_weights"]["probability"]) == (10.0, 4.7)
+    # probability term over the positive anchors, at a quarter of tdkd's weights, beside CWD
+    assert default["distiller"] == "cwd_tdkd"
+    assert {k: default["loss_weights"][k] for k in ("feature", "probability", "cwd")} == dict(
+        feature=2.5, probability=1.2, cwd=14.5)
+    tdkd = _cfg("distiller=tdkd")
+    assert (tdkd["loss_weights"]["feature"], tdkd["loss_weights"]["probability"], tdkd["loss_weights"]["cwd"]) == (
+        10.0, 4.7, 0.0)
     assert (default["adapter_init"], default["feature_scale"], default["feature_normalize"],
             default["distill_warmup"], default["train_adapters"]) == ("lstsq", "relative", "all_levels", 30, True)
     assert (default["probability_anchors"], default["probability_normalize"]) == ("positives", "positives")

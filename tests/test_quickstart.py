@@ -82,7 +82,7 @@ def test_finished_runs_are_reused_only_with_the_same_command_and_inputs(tmp_path
 def test_a_changed_default_in_config_makes_finished_runs_stale(tmp_path, recorded_training, monkeypatch):
     teacher, student = tmp_path / "teacher.pth", tmp_path / "student.pth"
     quickstart.train_arms(tmp_path, 0, teacher, student)
-    monkeypatch.setitem(config.DISTILLERS["tdkd"], "distill_warmup", 7)  # same commands, new distiller
+    monkeypatch.setitem(config.DISTILLERS["cwd_tdkd"], "distill_warmup", 7)  # same commands, new distiller
     quickstart.train_arms(tmp_path, 0, teacher, student)
     assert [c[c.index("--mode") + 1] for c in recorded_training] == ["student", "distillation", "distillation"]
     record = json.loads((tmp_path / "seed0" / "tdkd" / "run.json").read_text())
@@ -97,7 +97,7 @@ def test_ablation_reuses_the_quickstart_runs_of_each_seed(tmp_path, recorded_tra
     teacher, student = tmp_path / "teacher.pth", tmp_path / "student.pth"
     for seed in (0, 1):
         quickstart.train_arms(tmp_path, seed, teacher, student)
-        for row in ("control", "tdkd"):
+        for row in ablation.QUICKSTART_RUNS:  # the control and the default distiller's rows
             folder = ablation.run_folder(tmp_path, row, seed, True, True)
             assert folder == tmp_path / f"seed{seed}" / ablation.QUICKSTART_RUNS[row]
             command = ablation.row_command(tmp_path, row, seed, student, teacher, folder)
@@ -110,7 +110,7 @@ def test_ablation_reuses_the_quickstart_runs_of_each_seed(tmp_path, recorded_tra
     sets = recorded_training[-1][recorded_training[-1].index("--set") + 1:]
     assert sets[:1] == ["distiller=features"] and "feature_tasks=cls" in sets
     tdkd = recorded_training[1]
-    assert tdkd[tdkd.index("--set") + 1:tdkd.index("--seed")] == config.QUICKSTART["distillation"]["set"] == ["distiller=tdkd"]
+    assert tdkd[tdkd.index("--set") + 1:tdkd.index("--seed")] == config.QUICKSTART["distillation"]["set"] == ["distiller=cwd_tdkd"]
 
 
 def test_evaluation_is_reused_only_for_the_same_weights_file(tmp_path, capsys):
@@ -146,7 +146,8 @@ def test_a_report_with_no_finished_run_says_so_and_probes_nothing(tmp_path, monk
 
 def test_ablation_rows_are_distiller_settings():
     rows = config.ABLATION["rows"]
-    assert rows["control"][1] is None and rows["tdkd"][1] == config.QUICKSTART["distillation"]["set"]
+    assert rows["control"][1] is None and rows["cwd_tdkd"][1] == config.QUICKSTART["distillation"]["set"]
+    assert set(ablation.QUICKSTART_RUNS) == {"control", "cwd_tdkd"}
     resolved = {}
     for row, (_, overrides) in rows.items():
         if overrides is not None:
@@ -156,7 +157,7 @@ def test_ablation_rows_are_distiller_settings():
             assert active, row
             assert set(build_distiller(cfg, 64, 128).terms) == active, row
             assert overrides[0].startswith("distiller="), row  # a row does not depend on the default
-    # the default is the features row plus the probability term on the positive anchors
+    # tdkd is the features row plus the probability term on the positive anchors
     assert {k: v for k, v in resolved["tdkd"].items() if k != "distiller"} == \
         {k: v for k, v in resolved["prob_positives"].items() if k != "distiller"}
     assert resolved["features"]["probability_anchors"] == "all" and resolved["features"]["loss_weights"]["probability"] == 0
@@ -164,11 +165,12 @@ def test_ablation_rows_are_distiller_settings():
                          "probability_uncertain", "cls", "reg", "random_adapters", "per_level", "no_warmup", "hinton",
                          "fitnet", "pkd", "cwd", "public", "prob_matched", "prob_positives", "prob_near_faces",
                          "prob_consistent", "prob_kl", "prob_gap", "prob_one_sided", "tdkd_cwd", "tdkd_cwd_half",
-                         "cwd_tdkd_quarter", "tdkd_standardised"}
-    # the row of distiller=cwd_tdkd
-    assert {k: v for k, v in resolved["cwd_tdkd_quarter"].items() if k != "distiller"} == {
+                         "cwd_tdkd", "tdkd_standardised"}
+    # the default is tdkd at a quarter of its weights with the CWD term
+    assert {k: v for k, v in resolved["cwd_tdkd"].items() if k != "distiller"} == {
         k: v for k, v in config.apply_overrides(config.training_config("distillation", "mobile0.25"),
-                                                ["distiller=cwd_tdkd"]).items() if k != "distiller"}
+                                                ["distiller=tdkd", "loss_weights.cwd=14.5", "loss_weights.feature=2.5",
+                                                 "loss_weights.probability=1.2"]).items() if k != "distiller"}
     paper = config.apply_overrides(config.training_config("distillation", "mobile0.25"), rows["paper"][1])
     assert paper["distiller"] == "paper" and paper["loss_weights"]["feature"] == 1.0
 
