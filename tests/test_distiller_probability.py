@@ -161,7 +161,7 @@ def test_settings_come_from_config_and_the_command_line():
     assert ("probability / positives, anchors positive or with IoU >= 0.2, KL at temperature 2, one-sided; "
             in line)
     assert "probability / positives; warm-up" in describe_distiller(_cfg("distiller=features", "loss_weights.probability=1"))
-    assert "probability / positives, positive anchors only; warm-up" in describe_distiller(_cfg())
+    assert "probability / positives, positive anchors only; CWD temperature 1; warm-up" in describe_distiller(_cfg())
     for bad, message in (("probability_anchors=faces", "probability_anchors=faces: choose one of"),
                          ("probability_form=l1", "probability_form=l1: choose one of"),
                          ("probability_min_iou=1.5", "probability_min_iou=1.5: must lie in"),

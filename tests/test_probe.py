@@ -154,7 +154,7 @@ def test_gradient_budget_parts_add_up_to_their_terms(tiny_dataset, tmp_path):
     feature = budget["feature"][1]
     assert (sum(parts) - feature).norm() < 1e-3 * feature.norm()  # float32 sums through the network
     assert sum(part.norm() > 0 for part in parts) >= 2
-    total = budget["feature"][1] + budget["probability"][1]
+    total = budget["feature"][1] + budget["probability"][1] + budget["cwd"][1]  # the default's three terms
     assert (total - budget["all distillation"][1]).norm() < 1e-3 * total.norm()
     assert budget["detection"][1].norm() > 0 and budget["feature"][1].norm() > 0
 
