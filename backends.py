@@ -47,6 +47,7 @@ from utils.inference import network_input
 
 BACKENDS = ("eager", "torch", "onnxruntime", "onnxruntime-int8", "openvino-bf16", "openvino-int8")
 ONNX_BACKENDS = ("onnxruntime", "onnxruntime-int8", "openvino-bf16", "openvino-int8")
+INT8_BACKENDS = ("onnxruntime-int8", "openvino-int8")  # both run the one cached INT8 file
 # OpenVINO's inference precision of each of its backends: the INT8 graph keeps its float nodes
 # in float32 (bfloat16 there was no faster, docs/SPEED.md)
 OPENVINO_PRECISION = {"openvino-bf16": "bf16", "openvino-int8": "f32"}
@@ -166,7 +167,7 @@ class OpenVinoPredictor:
     """An ONNX file compiled by OpenVINO for the CPU at ``precision`` ("bf16" or "f32"; a CPU
     without bfloat16 instructions runs "bf16" in float32), with PyTorch's thread count."""
 
-    def __init__(self, path, precision, device="cpu", threads=None):
+    def __init__(self, path, precision, device="cpu"):
         if torch.device(device).type != "cpu":
             raise TDKDError("the openvino backends run on the CPU only: use --device cpu, or --backend eager on a GPU")
         try:
@@ -175,7 +176,7 @@ class OpenVinoPredictor:
             raise TDKDError("the openvino backends need the openvino package, which requirements.txt leaves out: "
                             "pip install openvino (docs/SPEED.md, lower precision on the CPU)") from None
         self.path = os.fspath(path)
-        settings = {"INFERENCE_NUM_THREADS": threads or torch.get_num_threads(), "PERFORMANCE_HINT": "LATENCY",
+        settings = {"INFERENCE_NUM_THREADS": torch.get_num_threads(), "PERFORMANCE_HINT": "LATENCY",
                     "INFERENCE_PRECISION_HINT": precision}
         try:
             self.compiled = openvino.Core().compile_model(self.path, "CPU", settings)
@@ -423,7 +424,7 @@ def build_predictor(backend, model, cfg, weights=None, device="cpu", calibration
         return TorchPredictor(model, device)
     if backend not in ONNX_BACKENDS:
         raise ValueError(f"backend must be one of {BACKENDS}, not {backend!r}")
-    int8 = backend.endswith("-int8")
+    int8 = backend in INT8_BACKENDS
     if weights is not None:
         return onnx_predictor(backend, onnx_for_weights(model, cfg, weights, int8, calibration, cache), device)
     with tempfile.TemporaryDirectory() as tmp:  # a session keeps the graph in memory

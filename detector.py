@@ -32,7 +32,7 @@ import numpy as np
 import torch
 
 import config
-from backends import BACKENDS, ONNX_BACKENDS, build_predictor, default_backend, onnx_predictor, read_metadata
+from backends import BACKENDS, INT8_BACKENDS, ONNX_BACKENDS, build_predictor, default_backend, onnx_predictor, read_metadata
 from layers import prior_boxes
 from models import build_model
 from models.retinaface import weights_network
@@ -79,7 +79,7 @@ def load_onnx(path, backend="onnxruntime", network=None, activation=None, device
     if not os.path.isfile(path):
         raise TDKDError(located(path, "ONNX file not found"))
     meta = read_metadata(path)
-    if backend.endswith("-int8") and meta.get("int8") != "1":
+    if backend in INT8_BACKENDS and meta.get("int8") != "1":
         raise TDKDError(located(path, "not an INT8 file: run it with backend 'onnxruntime', or quantise it "
                                       "with export_onnx.py --int8"))
     try:
