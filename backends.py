@@ -441,9 +441,10 @@ def add_backend_arguments(parser):
     parser.add_argument("--backend", choices=BACKENDS,
                         help="what runs the network: eager (PyTorch as trained, detections identical to the "
                              "public code), torch (BatchNorm folded), onnxruntime (the same faces, scores within "
-                             "1e-5), onnxruntime-int8 (exported once into ~/.cache/tdkd or $TDKD_CACHE), openvino-bf16 and "
-                             "openvino-int8 (need `pip install openvino`; fastest on CPUs with AMX); default: "
+                             "1e-5), onnxruntime-int8 (exported once into ~/.cache/tdkd or $TDKD_CACHE), "
+                             "openvino-bf16 and openvino-int8 (need `pip install openvino`; fastest on CPUs with "
+                             "AMX); default: "
                              "onnxruntime on a CPU, eager on a GPU")
     parser.add_argument("--calibration", metavar="FOLDER",
-                        help="--backend onnxruntime-int8 or openvino-int8: calibrate on the images below FOLDER (default: "
-                             "synthetic training images)")
+                        help="--backend onnxruntime-int8 or openvino-int8: calibrate on the images below FOLDER "
+                             "(default: synthetic training images)")

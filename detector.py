@@ -32,7 +32,8 @@ import numpy as np
 import torch
 
 import config
-from backends import BACKENDS, INT8_BACKENDS, ONNX_BACKENDS, build_predictor, default_backend, onnx_predictor, read_metadata
+from backends import (BACKENDS, INT8_BACKENDS, ONNX_BACKENDS, build_predictor, default_backend, onnx_predictor,
+                      read_metadata)
 from layers import prior_boxes
 from models import build_model
 from models.retinaface import weights_network
