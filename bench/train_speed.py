@@ -30,6 +30,7 @@ from config import COMMON, network_config  # noqa: E402
 from data.synthetic import generate_synthetic_widerface  # noqa: E402
 from models import build_model  # noqa: E402
 from models.teacher import batchnorm_statistics_from  # noqa: E402
+from tests.test_public_step import PublicStep  # noqa: E402
 from utils.distributed import init_distributed, resolve_device  # noqa: E402
 from utils.cli import HelpFormatter, add_device_argument  # noqa: E402
 from utils.errors import exit_on_error  # noqa: E402
@@ -41,8 +42,9 @@ CASES = {  # name: (mode, network, teacher)
     "distill-mobile0.75": ("distillation", "mobile0.25", "mobile0.75"),
     "teacher-wide": ("teacher", "mobile0.25-wide", None),
     "distill-wide": ("distillation", "mobile0.25", "mobile0.25-wide"),
+    "public-distill-mobile0.75": ("public", "mobile0.25", "mobile0.75"),
 }
-DEFAULT_CASES = ["student", "teacher", "distill-resnet50", "distill-mobile0.75"]
+DEFAULT_CASES = ["student", "teacher", "distill-resnet50", "distill-mobile0.75", "public-distill-mobile0.75"]
 PARTS = ("student forward", "teacher forward", "MultiBoxLoss", "distillation", "backward", "optimiser")
 
 
@@ -130,6 +132,8 @@ class Timer:
 
 def time_case(root, name, args):
     """Best seconds per part, best and mean seconds per whole step, peak memory (CUDA, GiB)."""
+    if CASES[name][0] == "public":
+        return time_public_case(root, name, args)
     trainer = build_trainer(root, name, args)
     trainer._init_adapters()  # what Trainer.fit does before the first step (lstsq fit by default)
     trainer.model.train()
@@ -156,6 +160,41 @@ def time_case(root, name, args):
     best_parts = {part: min(p[part] for p in parts) for part in parts[0]}
     memory = torch.cuda.max_memory_allocated() / 2 ** 30 if trainer.ctx.device.type == "cuda" else None
     return best_parts, min(steps), sum(steps) / len(steps), memory
+
+
+def time_public_case(root, name, args):
+    """``time_case`` of the public iteration: the student and teacher of the matching
+    ``distill-*`` case (same random weights files), its data and priors."""
+    _, network, teacher_network = CASES[name]
+    trainer = build_trainer(root, name.removeprefix("public-"), args)
+    device = trainer.ctx.device
+    student = _loaded(network, _random_weights(root, network, False), False).to(device)
+    teacher = _loaded(teacher_network, _random_weights(root, teacher_network, True), True).to(device)
+    step = PublicStep(student, teacher, trainer.priors, lr=1e-4)
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+    clock = time.process_time if args.clock == "cpu" else time.perf_counter
+    distinct = [b for _, b in zip(range(min(args.iters, 4)), _cycle(trainer.loader))]
+    batches = [distinct[i % len(distinct)] for i in range(args.iters)]
+    batches = [(images.to(device), [t.to(device) for t in targets]) for images, targets in batches]
+    step.step(*batches[0])  # warm-up
+    parts = []
+    for images, targets in batches:
+        times, timer = {}, Timer(sync, clock)
+        step.step(images, targets, lambda part: times.__setitem__(part, timer.lap()))
+        parts.append(times)
+    steps = []
+    for images, targets in batches:
+        timer = Timer(sync, clock)
+        step.step(images, targets)
+        steps.append(timer.lap())
+    best_parts = {part: min(p[part] for p in parts) for part in parts[0]}
+    return best_parts, min(steps), sum(steps) / len(steps), None
+
+
+def _loaded(network, path, task_heads):
+    model = build_model(network_config(network), task_heads=task_heads)
+    model.load_state_dict(torch.load(path, weights_only=True))
+    return model
 
 
 def _cycle(loader):
