@@ -8,7 +8,7 @@ Parts, each the best over the timed iterations: student forward, teacher forward
 distillation losses, backward, optimiser step; then the whole ``Trainer._step`` (the parts in
 one call), best and mean. Each case runs what train.py runs: adapters fitted before the first
 step, the distillation warm-up, the first step's teacher check and the finite-loss check; the
-random teachers get BatchNorm statistics from random images, so that their features are alive. ``--clock cpu`` times CPU seconds of this
+random networks get BatchNorm statistics from random images, so that their features are alive. ``--clock cpu`` times CPU seconds of this
 process instead of wall-clock seconds: with ``OMP_NUM_THREADS=1`` the measure least disturbed
 by other jobs on a shared machine. Data comes from a small synthetic WIDER-format set, loaded
 before timing: the table measures the model and the losses, not JPEG decoding
@@ -76,16 +76,16 @@ def build_trainer(root, name, args):
 
 
 def _random_weights(root, network, task_heads):
-    """Random weights of ``network``; a teacher's (task heads) with BatchNorm statistics from
-    random pixels minus the mean: with its initial statistics a folded random teacher's features
-    would be ~1e-5 to 1e-11, which train.py refuses as a dead teacher."""
+    """Random weights of ``network`` with BatchNorm statistics from random pixels minus the mean:
+    with its initial statistics a folded random network's features would be ~1e-5 to 1e-11, which
+    train.py refuses as a dead teacher, and adapters fitted to such a student are so large that
+    the first distillation step diverges."""
     path = root / f"{network}_{'task' if task_heads else 'plain'}.pth"
     if not path.exists():
         torch.manual_seed(0)
         model = build_model(network_config(network), task_heads=task_heads)
-        if task_heads:
-            mean = torch.tensor(COMMON["rgb_mean"]).view(1, 3, 1, 1)
-            batchnorm_statistics_from(model, [torch.randint(0, 256, (2, 3, 128, 128)).float() - mean])
+        mean = torch.tensor(COMMON["rgb_mean"]).view(1, 3, 1, 1)
+        batchnorm_statistics_from(model, [torch.randint(0, 256, (2, 3, 128, 128)).float() - mean])
         torch.save(model.state_dict(), path)
     return str(path)
 

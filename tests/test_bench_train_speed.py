@@ -2,6 +2,8 @@
 step's teacher check, the finite-loss check), here for one tiny iteration each."""
 import math
 
+import torch
+
 from bench import train_speed
 
 
@@ -20,3 +22,15 @@ def test_every_case_runs_one_tiny_iteration(capsys):
         step = float(cells[len(train_speed.PARTS)])
         assert math.isfinite(step) and step > 0
     assert out.count("adapters: lstsq init") == sum(name.startswith("distill") for name in cases)
+
+
+def test_random_student_features_are_alive(tmp_path):
+    """With initial BatchNorm statistics a random student's SSH features are ~1e-5; adapters
+    fitted to them are huge and the first distillation step at 320 x 16 diverged."""
+    path = train_speed._random_weights(tmp_path, "mobile0.25", False)
+    model = train_speed.build_model(train_speed.network_config("mobile0.25")).eval()
+    model.load_state_dict(torch.load(path, weights_only=True))
+    torch.manual_seed(1)
+    with torch.no_grad():
+        features = model(torch.randn(1, 3, 128, 128) * 50)["features"]
+    assert all(feature.std() > 1e-2 for feature in features)
