@@ -13,6 +13,7 @@ from models.teacher import batchnorm_statistics_from
 from tests.conftest import REPO
 from utils.errors import TDKDError
 from detector import load_detector
+from utils.distributed import init_distributed
 from utils.logger import read_log
 
 SMALL = ["--img_dim", "64", "--batch_size", "2", "--max_epoch", "1", "--num_workers", "0", "--device", "cpu"]
@@ -71,6 +72,27 @@ def test_each_mode_trains_two_iterations_and_writes_final_weights(tiny_dataset, 
     model, cfg = load_detector(final)
     assert cfg["name"] == network and model.task_heads == (mode == "teacher")
     assert (folder / "checkpoint_last.pth").exists() and (folder / f"{network}_epoch_1.pth").exists()
+
+
+def test_amp_distills_in_bfloat16_with_a_channels_last_student(tiny_dataset, tmp_path):
+    """CPU ``--amp``: bfloat16 autocast, the student channels-last; its losses stay close to
+    float32's and its weights load into an ordinary (contiguous) model."""
+    teacher = _teacher(tmp_path / "teacher.pth")
+    logs = {}
+    for amp in (False, True):
+        folder = tmp_path / f"amp{amp}"
+        folder.mkdir()
+        trainer = train.Trainer(_args(tiny_dataset, folder, "--mode", "distillation", "--teacher_network", "mobile0.75",
+                                      "--teacher_weights", teacher, "--seed", "0", *(["--amp"] if amp else [])),
+                                init_distributed("cpu"))
+        conv = trainer.model.body.stage1[0][0].weight
+        assert conv.is_contiguous(memory_format=torch.channels_last) == amp and conv.is_contiguous() != amp
+        trainer.fit()
+        logs[amp] = read_log(folder / "train_log.csv")
+    for name in ("loc", "conf", "landm", "feature"):
+        assert logs[True][0][name] == pytest.approx(logs[False][0][name], rel=0.05)
+    model, _ = load_detector(tmp_path / "ampTrue" / "mobile0.25_Final.pth")
+    assert all(p.is_contiguous() and torch.isfinite(p).all() for p in model.parameters())
 
 
 def test_distillation_needs_teacher_weights(tiny_dataset, tmp_path):
