@@ -362,6 +362,13 @@ ABLATION = dict(
         control=("control: same epochs, no teacher", None),
         cwd_tdkd=("TDKD + CWD, default distiller (CWD 14.5 + the tdkd parts at a quarter: feature 2.5, probability 1.2)",
                   ["distiller=cwd_tdkd"]),
+        # the default at twice and three times its weights (every term, so the terms' shares stay)
+        cwd_tdkd_x2=("the default at twice its weights (CWD 29, feature 5, probability 2.4)",
+                     ["distiller=cwd_tdkd", "loss_weights.cwd=29", "loss_weights.feature=5",
+                      "loss_weights.probability=2.4"]),
+        cwd_tdkd_x3=("the default at three times its weights (CWD 43.5, feature 7.5, probability 3.6)",
+                     ["distiller=cwd_tdkd", "loss_weights.cwd=43.5", "loss_weights.feature=7.5",
+                      "loss_weights.probability=3.6"]),
         tdkd=("TDKD's three parts, the default before cwd_tdkd (relative task-decoupled features + probability on "
               "positive anchors)", ["distiller=tdkd"]),
         features=("task-decoupled features only (the default before tdkd)", _F),
