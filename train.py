@@ -622,7 +622,9 @@ def run(args):
         plan = plan_run(args, ctx.world_size)  # every input checked before anything is written
         if ctx.is_main:
             writable_folder(plan.save_folder)
-        model = Trainer(args, ctx, plan).fit()
+        trainer = Trainer(args, ctx, plan)
+        model = trainer.fit()
+        del trainer  # its DistributedDataParallel wrappers hold the process group
         finish_distributed(ctx)
         return model
     finally:

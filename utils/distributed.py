@@ -1,4 +1,5 @@
 """Single-process and ``torchrun`` (DistributedDataParallel) runs from the same code."""
+import gc
 import os
 from dataclasses import dataclass
 
@@ -64,7 +65,10 @@ def finish_distributed(ctx):
     """Leave the process group once every rank is done with its collectives. A rank that left
     while another was still receiving its last message (the root of a broadcast, say) could
     abort in gloo's threads ("terminate called without an active exception"), now and then,
-    on a busy machine."""
+    on a busy machine. Objects no longer used that hold the group (a finished trainer's
+    DistributedDataParallel wrappers, in reference cycles) are collected first, so that the
+    group is not torn down later, during interpreter exit."""
+    gc.collect()
     if ctx.distributed and dist.is_initialized():
         dist.barrier()
     cleanup_distributed(ctx)
