@@ -8,10 +8,10 @@ Parts, each the best over the timed iterations: student forward, teacher forward
 distillation losses, backward, optimiser step; then the whole ``Trainer._step`` (the parts in
 one call), best and mean. Each case runs what train.py runs: adapters fitted before the first
 step, the distillation warm-up, the first step's teacher check and the finite-loss check; the
-random networks get BatchNorm statistics from random images, so that their features are alive. ``--clock cpu`` times CPU seconds of this
-process instead of wall-clock seconds: with ``OMP_NUM_THREADS=1`` the measure least disturbed
-by other jobs on a shared machine. Data comes from a small synthetic WIDER-format set, loaded
-before timing: the table measures the model and the losses, not JPEG decoding
+random networks get BatchNorm statistics from random images, so that their features are alive.
+``--clock cpu`` times CPU seconds of this process instead of wall-clock seconds: with
+``OMP_NUM_THREADS=1`` the measure least disturbed by other jobs on a shared machine. Data comes
+from a small synthetic WIDER-format set, loaded before timing: the table measures the model and the losses, not JPEG decoding
 (``bench/data_speed.py`` measures that). On CUDA, peak memory of the whole step.
 """
 import argparse

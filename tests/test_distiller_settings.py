@@ -273,7 +273,8 @@ def test_torchrun_processes_start_with_the_same_fitted_adapters(tiny_dataset, tm
                str(tmp_path), "--training_dataset", str(tiny_dataset), "--save_folder", str(tmp_path), *SMALL,
                "--batch_size", "4", "--mode", "distillation", "--teacher_network", "mobile0.75",
                "--teacher_weights", _teacher(tmp_path / "teacher.pth"), "--set", "adapter_init=lstsq"]
-    result = subprocess.run(command, cwd=REPO, env=dict(os.environ, OMP_NUM_THREADS="1", PYTHONFAULTHANDLER="1"), capture_output=True,
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONFAULTHANDLER="1")  # a crashing rank prints its stack
+    result = subprocess.run(command, cwd=REPO, env=env, capture_output=True,
                             text=True, timeout=900)  # only a guard against a hang: minutes on a busy machine
     assert result.returncode == 0, result.stderr[-3000:]
     rank0, rank1 = (torch.load(tmp_path / f"adapters{r}.pth", weights_only=True) for r in (0, 1))
