@@ -165,19 +165,19 @@ def test_ablation_rows_are_distiller_settings():
                          "probability_uncertain", "cls", "reg", "random_adapters", "per_level", "no_warmup", "hinton",
                          "fitnet", "pkd", "cwd", "public", "prob_matched", "prob_positives", "prob_near_faces",
                          "prob_consistent", "prob_kl", "prob_gap", "prob_one_sided", "tdkd_cwd", "tdkd_cwd_half",
-                         "cwd_tdkd", "cwd_tdkd_x2", "cwd_tdkd_x3", "tdkd_standardised"}
+                         "cwd_tdkd", "cwd_tdkd_half", "cwd_tdkd_x1_5", "tdkd_standardised"}
     default_weights = resolved["cwd_tdkd"]["loss_weights"]
-    for row, factor in (("cwd_tdkd_x2", 2), ("cwd_tdkd_x3", 3)):  # every weight scaled, nothing else changed
+    for row, factor in (("cwd_tdkd_half", 0.5), ("cwd_tdkd_x1_5", 1.5)):  # every weight scaled, nothing else changed
         assert resolved[row]["loss_weights"] == pytest.approx({
             term: weight * (factor if term in ("cwd", "feature", "probability") else 1)
             for term, weight in default_weights.items()}), row
         assert {k: v for k, v in resolved[row].items() if k != "loss_weights"} == \
             {k: v for k, v in resolved["cwd_tdkd"].items() if k != "loss_weights"}, row
-    # the default is tdkd at a quarter of its weights with the CWD term
+    # the default is tdkd at about half its weights with the CWD term
     assert {k: v for k, v in resolved["cwd_tdkd"].items() if k != "distiller"} == {
         k: v for k, v in config.apply_overrides(config.training_config("distillation", "mobile0.25"),
-                                                ["distiller=tdkd", "loss_weights.cwd=14.5", "loss_weights.feature=2.5",
-                                                 "loss_weights.probability=1.2"]).items() if k != "distiller"}
+                                                ["distiller=tdkd", "loss_weights.cwd=29", "loss_weights.feature=5",
+                                                 "loss_weights.probability=2.4"]).items() if k != "distiller"}
     paper = config.apply_overrides(config.training_config("distillation", "mobile0.25"), rows["paper"][1])
     assert paper["distiller"] == "paper" and paper["loss_weights"]["feature"] == 1.0
 
