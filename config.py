@@ -397,6 +397,8 @@ ABLATION = dict(
              _F + _NO_PROBABILITY + _NO_FEATURE + ["loss_weights.pkd=4"]),
         cwd=("CWD (whole SSH maps, channel-wise spatial softmax, T = 1) at the decoupled start gradient",
              _F + _NO_PROBABILITY + _NO_FEATURE + ["loss_weights.cwd=14.5"]),
+        cwd_x2=("CWD alone at twice its matched weight (29, the default's CWD weight)",
+                _F + _NO_PROBABILITY + _NO_FEATURE + ["loss_weights.cwd=29"]),
         public=("the public code: the paper's terms and weights, frozen random adapters", _F + ["distiller=public"]),
         # the features + a probability term at the feature term's start gradient
         prob_matched=("features + probability term at matched weight (4.7)", _F + ["loss_weights.probability=4.7"]),

@@ -163,7 +163,7 @@ def test_ablation_rows_are_distiller_settings():
     assert resolved["features"]["probability_anchors"] == "all" and resolved["features"]["loss_weights"]["probability"] == 0
     assert set(rows) == {"control", "tdkd", "features", "probability_3", "relative", "paper", "paper_f01", "coupled", "probability",
                          "probability_uncertain", "cls", "reg", "random_adapters", "per_level", "no_warmup", "hinton",
-                         "fitnet", "pkd", "cwd", "public", "prob_matched", "prob_positives", "prob_near_faces",
+                         "fitnet", "pkd", "cwd", "cwd_x2", "public", "prob_matched", "prob_positives", "prob_near_faces",
                          "prob_consistent", "prob_kl", "prob_gap", "prob_one_sided", "tdkd_cwd", "tdkd_cwd_half",
                          "cwd_tdkd", "cwd_tdkd_half", "cwd_tdkd_x1_5", "tdkd_standardised"}
     default_weights = resolved["cwd_tdkd"]["loss_weights"]
