@@ -148,7 +148,7 @@ def test_named_distillers_and_their_order_in_overrides():
     # probability term over the positive anchors, at about half of tdkd's weights, beside CWD
     assert default["distiller"] == "cwd_tdkd"
     assert {k: default["loss_weights"][k] for k in ("feature", "probability", "cwd")} == dict(
-        feature=5.0, probability=2.4, cwd=29.0)
+        feature=5.0, probability=2.4, cwd=58.0)
     tdkd = _cfg("distiller=tdkd")
     assert (tdkd["loss_weights"]["feature"], tdkd["loss_weights"]["probability"], tdkd["loss_weights"]["cwd"]) == (
         10.0, 4.7, 0.0)
@@ -170,7 +170,7 @@ def test_named_distillers_and_their_order_in_overrides():
     # a term weight only another distiller sets goes back to the mode's default with this one
     cwd_tdkd = _cfg("distiller=cwd_tdkd")
     assert {k: cwd_tdkd["loss_weights"][k] for k in ("feature", "probability", "cwd")} == dict(
-        feature=5.0, probability=2.4, cwd=29.0)
+        feature=5.0, probability=2.4, cwd=58.0)
     assert cwd_tdkd["probability_anchors"] == "positives" and cwd_tdkd["feature_scale"] == "relative"
     cfg = _cfg("distiller=cwd_tdkd")
     config.select_distiller(cfg, "paper")

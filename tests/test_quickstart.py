@@ -163,20 +163,24 @@ def test_ablation_rows_are_distiller_settings():
     assert resolved["features"]["probability_anchors"] == "all" and resolved["features"]["loss_weights"]["probability"] == 0
     assert set(rows) == {"control", "tdkd", "features", "probability_3", "relative", "paper", "paper_f01", "coupled", "probability",
                          "probability_uncertain", "cls", "reg", "random_adapters", "per_level", "no_warmup", "hinton",
-                         "fitnet", "pkd", "cwd", "cwd_x2", "public", "prob_matched", "prob_positives", "prob_near_faces",
-                         "prob_consistent", "prob_kl", "prob_gap", "prob_one_sided", "tdkd_cwd", "tdkd_cwd_half",
-                         "cwd_tdkd", "cwd_tdkd_half", "cwd_tdkd_x1_5", "tdkd_standardised"}
-    default_weights = resolved["cwd_tdkd"]["loss_weights"]
-    for row, factor in (("cwd_tdkd_half", 0.5), ("cwd_tdkd_x1_5", 1.5)):  # every weight scaled, nothing else changed
-        assert resolved[row]["loss_weights"] == pytest.approx({
-            term: weight * (factor if term in ("cwd", "feature", "probability") else 1)
-            for term, weight in default_weights.items()}), row
+                         "fitnet", "pkd", "cwd", "cwd_x2", "cwd_x4", "public", "prob_matched", "prob_positives",
+                         "prob_near_faces", "prob_consistent", "prob_kl", "prob_gap", "prob_one_sided", "tdkd_cwd",
+                         "tdkd_cwd_half", "cwd_tdkd", "cwd29_tdkd_half", "cwd43_tdkd_half", "cwd72_tdkd_half",
+                         "cwd87_tdkd_half", "cwd14_tdkd_quarter", "cwd43_tdkd_x3_4", "tdkd_standardised"}
+    # the strength rows: the default's settings with (CWD, feature, probability) weights as named
+    for row, weights in (("cwd_tdkd", (58, 5, 2.4)), ("cwd29_tdkd_half", (29, 5, 2.4)), ("cwd43_tdkd_half", (43.5, 5, 2.4)),
+                         ("cwd72_tdkd_half", (72.5, 5, 2.4)), ("cwd87_tdkd_half", (87, 5, 2.4)),
+                         ("cwd14_tdkd_quarter", (14.5, 2.5, 1.2)), ("cwd43_tdkd_x3_4", (43.5, 7.5, 3.6))):
+        terms = {k: w for k, w in resolved[row]["loss_weights"].items() if w}
+        assert terms == dict(loc=2.0, conf=1.0, landm=1.0, cwd=weights[0], feature=weights[1], probability=weights[2]), row
         assert {k: v for k, v in resolved[row].items() if k != "loss_weights"} == \
             {k: v for k, v in resolved["cwd_tdkd"].items() if k != "loss_weights"}, row
+    for row, weight in (("cwd", 14.5), ("cwd_x2", 29), ("cwd_x4", 58)):
+        assert {k: w for k, w in resolved[row]["loss_weights"].items() if w} == dict(loc=2.0, conf=1.0, landm=1.0, cwd=weight)
     # the default is tdkd at about half its weights with the CWD term
     assert {k: v for k, v in resolved["cwd_tdkd"].items() if k != "distiller"} == {
         k: v for k, v in config.apply_overrides(config.training_config("distillation", "mobile0.25"),
-                                                ["distiller=tdkd", "loss_weights.cwd=29", "loss_weights.feature=5",
+                                                ["distiller=tdkd", "loss_weights.cwd=58", "loss_weights.feature=5",
                                                  "loss_weights.probability=2.4"]).items() if k != "distiller"}
     paper = config.apply_overrides(config.training_config("distillation", "mobile0.25"), rows["paper"][1])
     assert paper["distiller"] == "paper" and paper["loss_weights"]["feature"] == 1.0
