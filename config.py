@@ -372,7 +372,7 @@ ABLATION = dict(
         control=("control: same epochs, no teacher", None),
         cwd_tdkd=("TDKD + CWD, default distiller (CWD 58 + the tdkd parts at about half: feature 5, probability 2.4)",
                   ["distiller=cwd_tdkd"]),
-        # the default's CWD weight, the other two terms as in the default
+        # other CWD weights, the feature and probability weights as in the default
         cwd29_tdkd_half=("CWD 29 + tdkd at about half (feature 5, probability 2.4), the default before",
                          _cwd_tdkd(cwd=29)),
         cwd43_tdkd_half=("CWD 43.5 + tdkd at about half (feature 5, probability 2.4)", _cwd_tdkd(cwd=43.5)),
