@@ -10,8 +10,9 @@ Speed: one photo (``../shared/images/crowd.jpg`` where present, else a synthetic
 --image), resized to each --sizes entry ("test" is the WIDER FACE test scale of the photo:
 short side 1600, long side at most 2150), run end to end (preprocess, forward, decode, NMS) by
 each backend and by the public pipeline (the transcription of the public ``test_widerface.py``
-held by ``tests/test_widerface_test.py``: float32 preprocessing, eager forward, decoding of
-every prior, the Python ``py_cpu_nms``). The rounds interleave the pipelines, so a load from
+held by ``tests/test_widerface_test.py``: float32 preprocessing, eager forward, the priors made
+in Python for every image as its ``PriorBox`` does, decoding of every prior, the Python
+``py_cpu_nms``). The rounds interleave the pipelines, so a load from
 other jobs slows them alike and the ratios stay comparable. Times: best, median and p90 of the
 rounds in ms, images/s from the median; preprocess / forward / postprocess are the medians of
 each stage (for the public pipeline, its preprocess and postprocess together).
@@ -306,7 +307,7 @@ def ap_table(pipelines, val, names, images):
     return "\n".join(lines)
 
 
-def widerface_loop(pipelines, val, names, clock, origin_size=False):
+def widerface_loop(pipelines, val, names, clock, threads, origin_size=False):
     """images/s of test_widerface.py's loop per pipeline, interleaved image by image."""
     seconds = {name: 0.0 for name in pipelines}
     for relative in names:
@@ -319,7 +320,8 @@ def widerface_loop(pipelines, val, names, clock, origin_size=False):
     base = len(names) / seconds[PUBLIC]
     eager = len(names) / seconds["eager"] if "eager" in seconds else None
     scale = "each image's own size" if origin_size else "the test scale"
-    lines = [f"\ntest_widerface.py's loop at {scale}, {len(names)} synthetic val images\n",
+    lines = [f"\ntest_widerface.py's loop at {scale}, {len(names)} synthetic val images, "
+             f"{threads} thread{'s' * (threads > 1)}\n",
              "| pipeline | images/s | x public | x eager |", "|---|---|---|---|"]
     for name, total in seconds.items():
         rate = len(names) / total
@@ -362,7 +364,7 @@ def main(argv=None):
         print(ap_table(student, val, names, images), flush=True)
     if args.widerface:
         pipelines = build_pipelines(args, args.weights, device)
-        print(widerface_loop(pipelines, val, names[:args.widerface], clock, args.origin_size))
+        print(widerface_loop(pipelines, val, names[:args.widerface], clock, args.threads[0], args.origin_size))
     print(f"\nload average at the end: {os.getloadavg()[0]:.2f}")
 
 

@@ -1,4 +1,7 @@
 """Prior boxes: counts per level and coordinates worked out by hand."""
+from itertools import product
+from math import ceil
+
 import pytest
 import torch
 
@@ -36,14 +39,27 @@ def test_non_square_image_uses_width_for_x():
     assert priors[2].tolist() == pytest.approx([12 / width, 4 / height, 16 / width, 16 / height])
 
 
-def test_bitwise_equal_to_the_public_loop():
-    from itertools import product
-    from math import ceil
-
-    height, width = 100, 130
+def public_prior_box(cfg, image_size):
+    """The public ``PriorBox(cfg, image_size).forward()``, verbatim in substance: the oracle, and
+    what the public test_widerface.py and detect.py run anew for every image."""
+    feature_maps = [[ceil(image_size[0] / step), ceil(image_size[1] / step)] for step in cfg["steps"]]
     anchors = []
-    for k, step in enumerate(CFG["steps"]):
-        for i, j in product(range(ceil(height / step)), range(ceil(width / step))):
-            for size in CFG["min_sizes"][k]:
-                anchors += [(j + 0.5) * step / width, (i + 0.5) * step / height, size / width, size / height]
-    assert torch.equal(prior_boxes(CFG, (height, width)), torch.tensor(anchors).view(-1, 4))
+    for k, f in enumerate(feature_maps):
+        min_sizes = cfg["min_sizes"][k]
+        for i, j in product(range(f[0]), range(f[1])):
+            for min_size in min_sizes:
+                s_kx = min_size / image_size[1]
+                s_ky = min_size / image_size[0]
+                dense_cx = [x * cfg["steps"][k] / image_size[1] for x in [j + 0.5]]
+                dense_cy = [y * cfg["steps"][k] / image_size[0] for y in [i + 0.5]]
+                for cy, cx in product(dense_cy, dense_cx):
+                    anchors += [cx, cy, s_kx, s_ky]
+    output = torch.Tensor(anchors).view(-1, 4)
+    if cfg["clip"]:
+        output.clamp_(max=1, min=0)
+    return output
+
+
+@pytest.mark.parametrize("size", [(100, 130), (480, 640)])
+def test_bitwise_equal_to_the_public_loop(size):
+    assert torch.equal(prior_boxes(CFG, size), public_prior_box(CFG, size))

@@ -7,6 +7,7 @@ import torch
 import detect
 import test_widerface
 from tests.conftest import shipped_file
+from tests.test_priors import public_prior_box
 from utils.box_utils import decode, decode_landm
 from detector import FaceDetector, load_detector
 from utils.inference import scale_for_test
@@ -38,9 +39,8 @@ def public_py_cpu_nms(dets, thresh):
 
 
 def public_pipeline(model, cfg, image, resize):
-    """The public test_widerface.py post-processing, step by step."""
-    from layers import prior_boxes
-
+    """The public test_widerface.py after reading the image, step by step, its per-image
+    ``PriorBox`` included."""
     img = np.float32(image)
     if resize != 1:
         img = cv2.resize(img, None, None, fx=resize, fy=resize, interpolation=cv2.INTER_LINEAR)
@@ -49,7 +49,7 @@ def public_pipeline(model, cfg, image, resize):
     img -= (104, 117, 123)
     with torch.no_grad():
         loc, conf, landms = model.predict(torch.from_numpy(img.transpose(2, 0, 1)).unsqueeze(0))
-    priors = prior_boxes(cfg, (h, w))
+    priors = public_prior_box(cfg, (h, w))
     boxes = (decode(loc.squeeze(0), priors, cfg["variance"]) * scale / resize).numpy()
     scores = conf.squeeze(0).numpy()[:, 1]
     landms = (decode_landm(landms.squeeze(0), priors, cfg["variance"]) * torch.Tensor([w, h] * 5) / resize).numpy()
