@@ -9,6 +9,8 @@
                       on a few hundred training images), also made once into the cache folder
     openvino-bf16     the float graph in OpenVINO at bfloat16 (optional package ``openvino``):
                       on a CPU with AMX about twice as fast as onnxruntime, scores within ~1e-2
+    openvino-mixed    the same with the backbone's first two stages in float32, where bfloat16
+                      rounding cost Easy AP (``config.DEPLOYMENT['openvino_mixed_float32']``)
     openvino-int8     the INT8 graph of onnxruntime-int8 in OpenVINO (AMX / VNNI int8 kernels)
 
 Every backend takes the contiguous float32 ``[batch, 3, H, W]`` tensor of
@@ -28,6 +30,7 @@ import inspect
 import io
 import json
 import os
+import re
 import sys
 import tempfile
 import time
@@ -45,12 +48,12 @@ from utils.checkpoint import writable_folder, write_bytes_atomic, write_text_ato
 from utils.errors import TDKDError, located
 from utils.inference import network_input
 
-BACKENDS = ("eager", "torch", "onnxruntime", "onnxruntime-int8", "openvino-bf16", "openvino-int8")
-ONNX_BACKENDS = ("onnxruntime", "onnxruntime-int8", "openvino-bf16", "openvino-int8")
+BACKENDS = ("eager", "torch", "onnxruntime", "onnxruntime-int8", "openvino-bf16", "openvino-mixed", "openvino-int8")
+ONNX_BACKENDS = ("onnxruntime", "onnxruntime-int8", "openvino-bf16", "openvino-mixed", "openvino-int8")
 INT8_BACKENDS = ("onnxruntime-int8", "openvino-int8")  # both run the one cached INT8 file
 # OpenVINO's inference precision of each of its backends: the INT8 graph keeps its float nodes
 # in float32 (bfloat16 there was no faster, docs/SPEED.md)
-OPENVINO_PRECISION = {"openvino-bf16": "bf16", "openvino-int8": "f32"}
+OPENVINO_PRECISION = {"openvino-bf16": "bf16", "openvino-mixed": "bf16", "openvino-int8": "f32"}
 OPSET = 17
 INPUT = "image"
 OUTPUTS = ("loc", "scores", "landmarks")
@@ -165,9 +168,10 @@ class OnnxPredictor:
 
 class OpenVinoPredictor:
     """An ONNX file compiled by OpenVINO for the CPU at ``precision`` ("bf16" or "f32"; a CPU
-    without bfloat16 instructions runs "bf16" in float32), with PyTorch's thread count."""
+    without bfloat16 instructions runs "bf16" in float32), with PyTorch's thread count; the
+    layers whose names start with one of ``float32_layers`` run in float32 whatever the precision."""
 
-    def __init__(self, path, precision, device="cpu"):
+    def __init__(self, path, precision, device="cpu", float32_layers=()):
         if torch.device(device).type != "cpu":
             raise TDKDError("the openvino backends run on the CPU only: use --device cpu, or --backend eager on a GPU")
         try:
@@ -178,10 +182,14 @@ class OpenVinoPredictor:
         self.path = os.fspath(path)
         settings = {"INFERENCE_NUM_THREADS": torch.get_num_threads(), "PERFORMANCE_HINT": "LATENCY",
                     "INFERENCE_PRECISION_HINT": precision}
+        core = openvino.Core()
         try:
-            self.compiled = openvino.Core().compile_model(self.path, "CPU", settings)
+            model = core.read_model(self.path)
         except Exception as exc:  # noqa: BLE001 - openvino raises its own exception types
             raise TDKDError(located(path, f"openvino cannot load it ({str(exc).splitlines()[0]})")) from None
+        if float32_layers:
+            model = keep_float32(core, model, float32_layers, path)
+        self.compiled = core.compile_model(model, "CPU", settings)
         self.request = self.compiled.create_infer_request()
 
     def predict(self, images):
@@ -190,10 +198,30 @@ class OpenVinoPredictor:
         return tuple(torch.from_numpy(np.array(results[name])) for name in OUTPUTS)
 
 
+def keep_float32(core, model, prefixes, path):
+    """``model`` (an OpenVINO model read from ``path``) with the layers whose names start with
+    one of ``prefixes`` marked to run in float32 under a lower inference precision: OpenVINO's
+    ``precise`` runtime attribute (``ov::disable_fp16_compression`` in C++, which the Python API
+    lacks), written into the model's IR and read back."""
+    import openvino
+
+    names = "|".join(re.escape(prefix) for prefix in prefixes)
+    layer = re.compile(rf'(<layer [^>]*\bname="(?:{names})[^"]*"[^>]*>)')
+    with tempfile.TemporaryDirectory() as tmp:
+        xml = Path(tmp) / "model.xml"
+        openvino.save_model(model, xml, compress_to_fp16=False)
+        text, marked = layer.subn(r'\1<rt_info><attribute name="precise" version="0" /></rt_info>', xml.read_text())
+        if not marked:
+            raise TDKDError(located(path, f"no layer to keep in float32: none is named {' or '.join(prefixes)}..."))
+        weights = np.fromfile(xml.with_suffix(".bin"), np.uint8)
+    return core.read_model(text.encode(), openvino.Tensor(weights))
+
+
 def onnx_predictor(backend, path, device="cpu"):
     """The runtime of the ONNX backend ``backend`` on the file ``path``."""
     if backend in OPENVINO_PRECISION:
-        return OpenVinoPredictor(path, OPENVINO_PRECISION[backend], device)
+        float32_layers = config.DEPLOYMENT["openvino_mixed_float32"] if backend == "openvino-mixed" else ()
+        return OpenVinoPredictor(path, OPENVINO_PRECISION[backend], device, float32_layers)
     return OnnxPredictor(path, device)
 
 
@@ -442,8 +470,8 @@ def add_backend_arguments(parser):
                         help="what runs the network: eager (PyTorch as trained, detections identical to the "
                              "public code), torch (BatchNorm folded), onnxruntime (the same faces, scores within "
                              "1e-5), onnxruntime-int8 (exported once into ~/.cache/tdkd or $TDKD_CACHE), "
-                             "openvino-bf16 and openvino-int8 (need `pip install openvino`; fastest on CPUs with "
-                             "AMX); default: "
+                             "openvino-bf16, openvino-mixed and openvino-int8 (need `pip install openvino`; fastest "
+                             "on CPUs with AMX); default: "
                              "onnxruntime on a CPU, eager on a GPU")
     parser.add_argument("--calibration", metavar="FOLDER",
                         help="--backend onnxruntime-int8 or openvino-int8: calibrate on the images below FOLDER "

@@ -239,31 +239,61 @@ def test_openvino_backends_need_the_package_and_a_cpu(monkeypatch, cache):
 
 
 def _openvino_detections(cache, calibration):
-    """The openvino backends' detections on the photo, with onnxruntime-int8's: run in a fresh
-    process, since a process that has loaded openvino crashes when it later forks (the
-    DataLoader workers of other tests)."""
+    """The openvino backends' detections on the photo, with onnxruntime-int8's, and the precision
+    of each conv: run in a fresh process, since a process that has loaded openvino crashes when
+    it later forks (the DataLoader workers of other tests)."""
+    import openvino
+
+    from backends import OpenVinoPredictor
+
     photo = render_image(0, "val", 4, (320, 480))[0]
     bf16 = FaceDetector.from_weights(STUDENT, backend="openvino-bf16", cache=cache)
     threads = bf16.model.compiled.get_property("INFERENCE_NUM_THREADS") == torch.get_num_threads()
     runtimes = [FaceDetector.from_weights(STUDENT, backend=backend, calibration=calibration, cache=cache)
                 for backend in ("onnxruntime-int8", "openvino-int8")]
     same_file = runtimes[0].model.path == runtimes[1].model.path  # one cached INT8 file
-    return threads, same_file, bf16(photo)[0], [runtime(photo)[0] for runtime in runtimes]
+    mixed = FaceDetector.from_weights(STUDENT, backend="openvino-mixed", cache=cache)
+    precisions = {backend: _conv_precisions(detector.model.compiled) for backend, detector
+                  in (("openvino-bf16", bf16), ("openvino-mixed", mixed))}
+    has_bf16 = "BF16" in openvino.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES")
+    try:
+        OpenVinoPredictor(bf16.model.path, "bf16", float32_layers=["/no/such/layer/"])
+        error = None
+    except TDKDError as exc:
+        error = str(exc)
+    return (threads, same_file, bf16(photo)[0], [runtime(photo)[0] for runtime in runtimes], mixed(photo)[0],
+            precisions, has_bf16, error)
+
+
+def _conv_precisions(compiled):
+    """``{conv name: the precision OpenVINO runs it in}`` of a compiled model."""
+    ops = compiled.get_runtime_model().get_ordered_ops()
+    return {op.get_friendly_name(): op.get_rt_info()["runtimePrecision"].astype(str) for op in ops
+            if op.get_rt_info()["layerType"].astype(str) == "Convolution"}
 
 
 def test_openvino_backends_find_the_faces_of_the_float_and_int8_graphs(tmp_path, eager, photo, cache):
-    """bf16 keeps every face eager scores >= 0.6 (IoU >= 0.9, scores within 0.05); the INT8
+    """bf16 and mixed keep every face eager scores >= 0.6 (IoU >= 0.9, scores within 0.05);
+    mixed runs the backbone's first two stages in float32 and the rest as bf16 does; the INT8
     backend runs onnxruntime-int8's cached file and finds its faces."""
     if importlib.util.find_spec("openvino") is None:
         pytest.skip("the optional openvino package is not installed (pip install openvino)")
     with multiprocessing.get_context("spawn").Pool(1) as pool:
-        threads, same_file, dets, (int8_dets, openvino_dets) = pool.apply(
+        threads, same_file, dets, (int8_dets, openvino_dets), mixed_dets, precisions, has_bf16, error = pool.apply(
             _openvino_detections, (cache, calibration_folder(tmp_path / "calibration")))
     assert threads and same_file
     ref_dets, _ = eager(photo)
     strong = ref_dets[ref_dets[:, 4] >= 0.6]
-    matched, differences = match_detections(dets, strong, 0.9)
-    assert len(strong) > 10 and matched.all() and differences.max() < 0.05
+    for found in (dets, mixed_dets):
+        matched, differences = match_detections(found, strong, 0.9)
+        assert len(strong) > 10 and matched.all() and differences.max() < 0.05
+    low = "bf16" if has_bf16 else "f32"
+    bf16, mixed = precisions["openvino-bf16"], precisions["openvino-mixed"]
+    in_float32 = {name for name in mixed if name.startswith(("/body/stage1/", "/body/stage2/"))}
+    assert len(mixed) == len(bf16) == 56 and len(in_float32) == 23
+    assert {mixed[name] for name in in_float32} == {"f32"} and set(bf16.values()) == {low}
+    assert {precision for name, precision in mixed.items() if name not in in_float32} == {low}
+    assert error.endswith(".onnx: no layer to keep in float32: none is named /no/such/layer/...")
     strong = int8_dets[int8_dets[:, 4] >= 0.6]
     matched, differences = match_detections(openvino_dets, strong, 0.9)
     assert len(strong) > 10 and matched.all() and differences.max() < 0.05
@@ -341,7 +371,8 @@ def test_backend_flags(tmp_path, photo, monkeypatch, capsys):
             detect.parse_args(["x.jpg", *flags])
         assert error in capsys.readouterr().err
     assert train.parse_args(["--training_dataset", "x", "--val_backend", "onnxruntime"]).val_backend == "onnxruntime"
-    assert set(BACKENDS) == {"eager", "torch", "onnxruntime", "onnxruntime-int8", "openvino-bf16", "openvino-int8"}
+    assert set(BACKENDS) == {"eager", "torch", "onnxruntime", "onnxruntime-int8", "openvino-bf16", "openvino-mixed",
+                             "openvino-int8"}
 
 
 def test_a_model_in_training_gets_an_onnx_session_without_a_file(photo):
