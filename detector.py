@@ -16,7 +16,7 @@ WIDER FACE test scale). ``detect.py`` uses the public ``detect.py``'s NMS 0.4 in
 "onnxruntime" (default on a CPU: the weights exported once into the cache folder, the same
 faces as "eager" with scores within 1e-5, about 2-3x faster), "eager" (detections identical to
 the public code; the default on a GPU), "torch" (BatchNorm folded), "onnxruntime-int8", or
-"openvino-bf16" / "openvino-int8" (the optional ``openvino`` package); a ``.onnx`` file runs in
+"openvino-bf16" / "openvino-mixed" / "openvino-int8" (the optional ``openvino`` package); a ``.onnx`` file runs in
 ONNX Runtime or OpenVINO. Post-processing is the same for all.
 
 This module sits above ``models/``, ``layers/`` and ``utils/``: it builds the network
