@@ -234,8 +234,9 @@ def test_openvino_backends_need_the_package_and_a_cpu(monkeypatch, cache):
     with pytest.raises(TDKDError, match="the openvino backends run on the CPU only"):
         OpenVinoPredictor("model.onnx", "bf16", device="cuda")
     monkeypatch.setitem(sys.modules, "openvino", None)  # `import openvino` raises ImportError
-    with pytest.raises(TDKDError, match="need the openvino package.*pip install openvino"):
-        FaceDetector.from_weights(STUDENT, backend="openvino-bf16", cache=cache)
+    for backend in ("openvino-bf16", "openvino-mixed"):
+        with pytest.raises(TDKDError, match="need the openvino package.*pip install openvino"):
+            FaceDetector.from_weights(STUDENT, backend=backend, cache=cache)
 
 
 def _openvino_detections(cache, calibration):
