@@ -482,4 +482,9 @@ DEPLOYMENT = dict(
     # synthetic val set was +0.03 / +0.05 / -0.02, with all in bfloat16 -0.24 / -0.06 / -0.06,
     # with the first stage only -0.11 / +0.03 / +0.04 (docs/SPEED.md)
     openvino_mixed_float32=["/body/stage1/", "/body/stage2/"],
+    # input sizes for which the openvino backends keep a model compiled for that size alone
+    # (made at the second image of a size, about 0.1 s; the least recently used is dropped):
+    # its forward at 640x480, one thread, took 5.5 ms against 6.6 ms for the model compiled for
+    # every size (docs/SPEED.md); 0 runs every image on the latter
+    openvino_fixed_sizes=4,
 )

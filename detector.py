@@ -222,14 +222,17 @@ class FaceDetector:
         """Detections ``[N, 5]`` (x1, y1, x2, y2, score) and landmarks ``[N, 10]`` of a BGR image,
         in pixels of the original image, best first (the arrays ``test_widerface.py`` writes)."""
         start = self.clock()
-        img = network_input(image, resize, config.COMMON["rgb_mean"])
-        tensor = torch.from_numpy(img).unsqueeze(0).to(self.device)
-        prepared = self.clock()
-        loc, conf, landms = self.model.predict(tensor)
+        if resize == 1 and image.dtype == np.uint8 and hasattr(self.model, "predict_image"):
+            size, prepared = image.shape[:2], start  # the openvino backends convert the image themselves
+            loc, conf, landms = self.model.predict_image(image)
+        else:
+            img = network_input(image, resize, config.COMMON["rgb_mean"])
+            size, tensor = img.shape[1:], torch.from_numpy(img).unsqueeze(0).to(self.device)
+            prepared = self.clock()
+            loc, conf, landms = self.model.predict(tensor)
         if self.device.type == "cuda":
             torch.cuda.synchronize()
         forward_done = self.clock()
-        size = img.shape[1:]
         priors = prior_boxes(self.cfg, size).to(loc.device)
         dets, points, dropped = postprocess(
             loc.squeeze(0), conf.squeeze(0), landms.squeeze(0), priors, self.cfg["variance"], size, resize,

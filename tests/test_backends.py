@@ -273,6 +273,43 @@ def _conv_precisions(compiled):
             if op.get_rt_info()["layerType"].astype(str) == "Convolution"}
 
 
+def _openvino_inputs_and_sizes(cache):
+    """openvino-mixed's raw outputs for the photo through each input and compiled model, the
+    shapes it keeps a fixed-size model for, and the precision of each conv in one of them."""
+    import openvino  # noqa: F401 - skipped by the caller without it
+
+    config.DEPLOYMENT["openvino_fixed_sizes"] = 1
+    photo = render_image(0, "val", 4, (320, 480))[0]
+    mixed = FaceDetector.from_weights(STUDENT, backend="openvino-mixed", cache=cache).model
+    tensor = torch.from_numpy(network_input(photo, 1, config.COMMON["rgb_mean"]))[None]
+    outputs = [mixed.predict(tensor), mixed.predict_image(photo), mixed.predict(tensor), mixed.predict_image(photo)]
+    kept_after_one_size = list(mixed.fixed)
+    fixed_precisions = _conv_precisions(mixed.request_for("image", (1, *photo.shape)).get_compiled_model())
+    other = np.ascontiguousarray(photo[:200, :300])
+    mixed.predict_image(other)
+    first_sight = list(mixed.fixed)
+    mixed.predict_image(other)
+    return outputs, kept_after_one_size, first_sight, list(mixed.fixed), fixed_precisions, other.shape
+
+
+def test_openvino_takes_the_image_itself_and_fixes_repeated_sizes(cache):
+    """An image at its own size goes to OpenVINO as uint8 (conversion and mean inside), and a
+    size seen twice gets a model compiled for it: the raw outputs of all four ways are equal,
+    the fixed-size model keeps openvino-mixed's float32 layers, and only the last
+    ``openvino_fixed_sizes`` sizes keep theirs."""
+    if importlib.util.find_spec("openvino") is None:
+        pytest.skip("the optional openvino package is not installed (pip install openvino)")
+    with multiprocessing.get_context("spawn").Pool(1) as pool:
+        outputs, kept, first_sight, last, precisions, other = pool.apply(_openvino_inputs_and_sizes, (cache,))
+    for way in outputs[1:]:
+        assert all(torch.equal(a, b) for a, b in zip(outputs[0], way))
+    photo_keys = [("tensor", (1, 3, 272, 356)), ("image", (1, 272, 356, 3))]
+    assert kept == photo_keys[1:]  # the limit of 1 dropped the tensor's fixed model
+    assert first_sight == photo_keys[1:] and last == [("image", (1, *other))]
+    assert len(precisions) == 56 and {precisions[name] for name in precisions
+                                      if name.startswith(("/body/stage1/", "/body/stage2/"))} == {"f32"}
+
+
 def test_openvino_backends_find_the_faces_of_the_float_and_int8_graphs(tmp_path, eager, photo, cache):
     """bf16 and mixed keep every face eager scores >= 0.6 (IoU >= 0.9, scores within 0.05);
     mixed runs the backbone's first two stages in float32 and the rest as bf16 does; the INT8
