@@ -190,13 +190,13 @@ class OpenVinoPredictor:
                          "INFERENCE_PRECISION_HINT": precision}
         self.core = openvino.Core()
         try:
-            self.network = self.core.read_model(self.path)
+            network = self.core.read_model(self.path)
         except Exception as exc:  # noqa: BLE001 - openvino raises its own exception types
             raise TDKDError(located(path, f"openvino cannot load it ({str(exc).splitlines()[0]})")) from None
         if float32_layers:
-            self.network = keep_float32(self.core, self.network, float32_layers, path)
-        self.compiled = self.core.compile_model(self.network, "CPU", self.settings)
-        self.networks = {"tensor": self.network, "image": with_image_input(self.network)}
+            network = keep_float32(self.core, network, float32_layers, path)
+        self.networks = {"tensor": network, "image": with_image_input(network)}
+        self.compiled = self.core.compile_model(network, "CPU", self.settings)  # float32 input of any size
         self.any_size = {"tensor": self.compiled.create_infer_request()}
         self.sizes_seen = set()
         self.fixed = collections.OrderedDict()  # (input kind, shape) -> infer request, least recently used first
