@@ -222,6 +222,7 @@ class FaceDetector:
         """Detections ``[N, 5]`` (x1, y1, x2, y2, score) and landmarks ``[N, 10]`` of a BGR image,
         in pixels of the original image, best first (the arrays ``test_widerface.py`` writes)."""
         start = self.clock()
+        image = np.asarray(image)
         if resize == 1 and image.dtype == np.uint8 and hasattr(self.model, "predict_image"):
             size, prepared = image.shape[:2], start  # the openvino backends convert the image themselves
             loc, conf, landms = self.model.predict_image(image)

@@ -60,10 +60,15 @@ def calibration_folder(folder, count=3):
 
 def test_network_input_is_the_public_preprocessing_bit_for_bit(photo):
     """Plane-by-plane resizing equals the public resize of the interleaved float image, also at
-    the WIDER test scale and for a strided view (an RGB image's channels reversed)."""
+    the WIDER test scale and for a strided view (an RGB image's channels reversed); at scale 1
+    the one-pass conversion and subtraction equal the public steps for every uint8 value and for
+    a float32 image with fractions."""
     test_scale = scale_for_test(*photo.shape[:2])
-    for image, resize in ((photo, 1), (photo, 0.7), (photo, 2.3), (photo, test_scale), (photo[::3, :, ::-1], 1.9)):
-        img = np.float32(image)
+    every_value = np.arange(256, dtype=np.uint8).reshape(16, 16, 1).repeat(3, axis=2)
+    fractions = photo[:40, :60].astype(np.float32) + np.float32(0.37)
+    for image, resize in ((photo, 1), (photo, 0.7), (photo, 2.3), (photo, test_scale), (photo[::3, :, ::-1], 1.9),
+                          (photo[::3, :, ::-1], 1), (every_value, 1), (fractions, 1)):
+        img = np.array(image, dtype=np.float32)
         if resize != 1:
             img = cv2.resize(img, None, None, fx=resize, fy=resize, interpolation=cv2.INTER_LINEAR)
         img -= (104, 117, 123)
