@@ -15,7 +15,8 @@ in Python for every image as its ``PriorBox`` does, decoding of every prior, the
 ``py_cpu_nms``). The rounds interleave the pipelines, so a load from
 other jobs slows them alike and the ratios stay comparable. Times: best, median and p90 of the
 rounds in ms, images/s from the median; preprocess / forward / postprocess are the medians of
-each stage (for the public pipeline, its preprocess and postprocess together).
+each stage (for the public pipeline, its preprocess and postprocess together; the openvino
+backends convert an image at its own size inside their forward).
 
 --accuracy: each backend's detections against eager PyTorch's (share of eager's detections
 matched one to one at IoU >= 0.95 and at IoU >= 0.5, largest and mean score difference), on
