@@ -281,8 +281,6 @@ def _conv_precisions(compiled):
 def _openvino_inputs_and_sizes(cache):
     """openvino-mixed's raw outputs for the photo through each input and compiled model, the
     shapes it keeps a fixed-size model for, and the precision of each conv in one of them."""
-    import openvino  # noqa: F401 - skipped by the caller without it
-
     config.DEPLOYMENT["openvino_fixed_sizes"] = 1
     photo = render_image(0, "val", 4, (320, 480))[0]
     mixed = FaceDetector.from_weights(STUDENT, backend="openvino-mixed", cache=cache).model
